@@ -1,0 +1,1871 @@
+# -*- test-case-name: tests.test_enter -*-
+"""
+Entering jails: the one module of jailtwist that makes privileged or
+low-level calls (unshare, setns, mount, pivot_root, chroot, capabilities,
+no_new_privs, uid/gid switching, network plumbing).  Everything else -- the
+login shells, jk_chrootlaunch, the probes of jaildaemon, skd -- enters a jail
+through the functions below, so this is the file to audit.
+
+Entry points
+============
+
+  - L{enterAsUser}C{(jail, home, namespaces=(), uid=None, gid=None)} --
+    logins (jk_chrootsh, jk_uchroot).  Run by an unprivileged user: a new
+    user and mount namespace mapping only the caller's own uid and gid
+    (setgroups denied), optional C{net}/C{ipc}/C{uts} namespaces, chroot into
+    the jail, chdir to the home, C{PR_SET_NO_NEW_PRIVS}, every capability
+    dropped; the caller then execs.  Run as root: a plain chroot and a
+    C{setgroups([])}/C{setgid}/C{setuid} switch to C{uid}/C{gid}.  When the
+    kernel refuses an unprivileged user namespace, L{UserNamespaceRefused}
+    says why in one line and names the setting to change.
+
+  - L{pinProcess}C{(pid)} / L{joinJail}C{(process, ...)} -- probes
+    (jaildaemon).  Join a running jail given by any process in it: the
+    process is pinned by a pidfd so a reused pid never attaches to the wrong
+    jail, its root directory is opened, and C{setns(pidfd, ...)} joins its
+    user (only if it differs), mount, pid, net, ipc and uts namespaces in one
+    atomic call (Linux >= 5.8); then C{chroot} to its root.  B{Joining a pid
+    namespace only affects children}: fork after L{joinJail}; the child is
+    the one inside the jail's pid namespace.  Call it in a single-threaded
+    (freshly forked) process: the kernel refuses to move a threaded process
+    into another user or mount namespace.
+
+  - L{confine}C{(Confinement(...))} -- skd and any forked child before exec:
+    chroot, chdir, capability ceiling (bounding set, ambient and inheritable
+    sets), C{setgroups}/C{setgid}/C{setuid}, no_new_privs.  Nothing in it
+    allocates much or takes locks, so it is safe between C{fork} and C{exec}.
+
+  - L{launch}C{(LaunchSpec(...))} -- jk_chrootlaunch.  jailkit's plain chroot
+    launch (exec in place) or, with any namespace asked for, the jail call:
+    pid namespace with a fresh C{/proc} and a small init that reaps and
+    forwards signals, ipc/uts namespaces, a network namespace with a veth
+    pair and exactly one address (or no network), a mount namespace in which
+    the jail becomes the root with C{pivot_root}, C{/proc/sys} read-only and
+    a C{/dev} holding only null, zero, full, random, urandom, tty and the
+    jail's log socket.
+
+  - L{confineRelay}C{(syslogPath, user)} -- jk_socketd: chroot into the
+    directory of the host syslog socket and become C{user} with no groups.
+
+  - L{parseCapabilities}, L{DEFAULT_CEILING}, L{capabilityNames},
+    L{setDeathSignal}, L{setDumpable} -- small pieces for the above users.
+
+Why ctypes and not a library
+============================
+Python 3.11 has no C{os.unshare}/C{os.setns} (3.12 added them) and nothing
+for C{mount}, C{pivot_root}, C{capset} or the capability bounding set.  The
+candidates were python-prctl (a C extension over libcap: capabilities and
+prctl only, last release 2021, needs libcap-dev to build from PyPI),
+pyroute2 (netlink only) and the stdlib.  ctypes on the libc already loaded in
+the interpreter (C{CDLL(None)}, no library search, a few milliseconds to
+import) covers every call with about fifteen small wrappers that are all in
+this file, each checked for errors and each documented with the kernel
+interface it uses; no new dependency has to be built, installed or audited.
+Calls libc has no wrapper for (C{pivot_root}, C{open_tree}, C{move_mount})
+go through C{syscall(2)} with the numbers of the running architecture.
+
+Why iproute2 and not pyroute2
+=============================
+A jail's network is four to six commands run once per launch (create a veth
+pair whose jail end is created directly inside the jail's namespace, address
+and route both ends).  iproute2's C{ip} is already a runtime dependency,
+is what administrators read and debug with, and its command lines are
+logged verbatim in errors.  pyroute2 would add a large pure-Python dependency
+(and its import time) for those few calls.  C{ip} is run by absolute path
+with an empty environment, never through a shell.
+
+Nothing here imports Twisted: login shells import this module.
+"""
+
+import ctypes
+import errno
+import os
+import signal
+import stat
+
+from jailtwist.errors import JailtwistError
+
+# -- kernel constants ------------------------------------------------------
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+# Namespace names as in /proc/PID/ns, in the order setns needs them joined
+# one by one (user first so its capabilities apply to the rest, mnt last so
+# /proc/PID paths still resolve on the host until the end).
+NAMESPACES = (("user", CLONE_NEWUSER), ("ipc", CLONE_NEWIPC),
+              ("uts", CLONE_NEWUTS), ("net", CLONE_NEWNET),
+              ("pid", CLONE_NEWPID), ("cgroup", CLONE_NEWCGROUP),
+              ("mnt", CLONE_NEWNS))
+_NAMESPACE_FLAGS = dict(NAMESPACES)
+
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MNT_DETACH = 2
+
+PR_SET_PDEATHSIG = 1
+PR_GET_DUMPABLE = 3
+PR_SET_DUMPABLE = 4
+PR_CAPBSET_READ = 23
+PR_CAPBSET_DROP = 24
+PR_SET_NO_NEW_PRIVS = 38
+PR_GET_NO_NEW_PRIVS = 39
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+AT_FDCWD = -100
+AT_EMPTY_PATH = 0x1000
+OPEN_TREE_CLONE = 1
+MOVE_MOUNT_F_EMPTY_PATH = 0x00000004
+
+# syscall numbers libc has no wrapper for.  open_tree and move_mount were
+# added after the syscall tables were unified (same number everywhere but
+# alpha); pivot_root differs per architecture.
+_SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41,
+                   "ppc64le": 203, "s390x": 217, "i686": 217, "i386": 217,
+                   "armv7l": 218}
+_SYS_OPEN_TREE = 428
+_SYS_MOVE_MOUNT = 429
+_SYS_KEYCTL = {"x86_64": 250, "aarch64": 219, "riscv64": 219,
+               "ppc64le": 271, "s390x": 280, "i686": 288, "i386": 288,
+               "armv7l": 311}
+KEYCTL_JOIN_SESSION_KEYRING = 1
+
+# Capability numbers (linux/capability.h), index = number.
+CAPABILITIES = (
+    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL",
+    "SETGID", "SETUID", "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE",
+    "NET_BROADCAST", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER",
+    "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT",
+    "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME",
+    "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL",
+    "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM",
+    "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE")
+_CAPABILITY_NUMBERS = {name: number for number, name in enumerate(CAPABILITIES)}
+
+# The ceiling for a jailed root when none is named: what an ordinary daemon
+# started as root needs to set itself up (bind a low port, chown its files,
+# switch to its own user, signal its children).  Everything that reaches the
+# kernel, the hardware, the host's network or other processes' memory stays
+# out: SYS_MODULE SYS_RAWIO MKNOD NET_ADMIN SYS_ADMIN SYS_BOOT SYS_TIME
+# SYS_PTRACE MAC_ADMIN MAC_OVERRIDE AUDIT_CONTROL SYSLOG DAC_READ_SEARCH, and
+# also SYS_CHROOT (the classic chroot escape), NET_RAW (forged packets),
+# LINUX_IMMUTABLE, IPC_OWNER, SYS_PACCT, SYS_NICE, SYS_RESOURCE, LEASE,
+# SETFCAP, BPF, PERFMON, CHECKPOINT_RESTORE and the rest.
+DEFAULT_CEILING = frozenset({
+    "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
+    "SETPCAP", "NET_BIND_SERVICE", "AUDIT_WRITE"})
+
+# The exit statuses jailkit's jk_chrootlaunch uses for each step (callers
+# may use their own; EnterError.step names the step).
+STEP_EXIT_CODES = {"chdir": 33, "chroot": 35, "setgid": 37, "setuid": 39,
+                   "exec": 31}
+ISOLATION_EXIT_CODE = 45
+
+
+class EnterError(JailtwistError):
+    """
+    A step of entering a jail failed.
+
+    @ivar step: which step: C{"unshare"}, C{"setns"}, C{"chroot"},
+        C{"chdir"}, C{"mount"}, C{"pivot_root"}, C{"network"},
+        C{"capabilities"}, C{"setgroups"}, C{"setgid"}, C{"setuid"},
+        C{"exec"}, C{"pin"} -- callers map it to their own exit codes.
+    @ivar errno: the kernel's error number, or C{None}.
+    """
+
+    def __init__(self, step, message, errno=None, exitCode=None):
+        if exitCode is None:
+            exitCode = STEP_EXIT_CODES.get(step, ISOLATION_EXIT_CODE)
+        super().__init__(message, exitCode)
+        self.step = step
+        self.errno = errno
+
+
+class UserNamespaceRefused(EnterError):
+    """
+    The kernel refused an unprivileged user namespace; the message names the
+    cause and the setting that controls it.
+    """
+
+
+# -- libc ------------------------------------------------------------------
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_c_ulong = ctypes.c_ulong
+_libc.unshare.argtypes = [ctypes.c_int]
+_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
+                        _c_ulong, ctypes.c_char_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_libc.prctl.argtypes = [ctypes.c_int, _c_ulong, _c_ulong, _c_ulong,
+                        _c_ulong]
+_libc.syscall.restype = ctypes.c_long
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32),
+                ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+_libc.capget.argtypes = [ctypes.POINTER(_CapHeader),
+                         ctypes.POINTER(_CapData)]
+_libc.capset.argtypes = [ctypes.POINTER(_CapHeader),
+                         ctypes.POINTER(_CapData)]
+
+
+def _check(result, call, *args):
+    if result == -1:
+        number = ctypes.get_errno()
+        raise OSError(number, f"{call}: {os.strerror(number)}",
+                      *[a for a in args[:1]])
+    return result
+
+
+def _path(value):
+    if value is None:
+        return None
+    return os.fsencode(value)
+
+
+def unshare(flags):
+    """
+    C{unshare(2)}: move this process into new namespaces (for
+    C{CLONE_NEWPID}, its future children).
+    """
+    _check(_libc.unshare(flags), "unshare")
+
+
+def setns(fd, nstype=0):
+    """
+    C{setns(2)} with a namespace file or (Linux >= 5.8) a pidfd and several
+    C{CLONE_NEW*} flags at once.
+    """
+    _check(_libc.setns(fd, nstype), "setns")
+
+
+def mount(source, target, fstype, flags=0, data=None):
+    """
+    C{mount(2)}.
+    """
+    _check(_libc.mount(_path(source), _path(target), _path(fstype), flags,
+                       _path(data)), "mount", target)
+
+
+def umount(target, flags=0):
+    """
+    C{umount2(2)}.
+    """
+    _check(_libc.umount2(_path(target), flags), "umount2", target)
+
+
+def _syscall(number, *args):
+    result = _libc.syscall(ctypes.c_long(number), *args)
+    if result < 0:
+        number = ctypes.get_errno()
+        raise OSError(number, os.strerror(number))
+    return result
+
+
+def pivotRoot(newRoot, putOld):
+    """
+    C{pivot_root(2)}.
+    """
+    machine = os.uname().machine
+    if machine not in _SYS_PIVOT_ROOT:
+        raise OSError(errno.ENOSYS, f"pivot_root: unknown architecture "
+                                    f"{machine}")
+    _syscall(_SYS_PIVOT_ROOT[machine], ctypes.c_char_p(_path(newRoot)),
+             ctypes.c_char_p(_path(putOld)))
+
+
+def newSessionKeyring():
+    """
+    C{keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL)}: leave the inherited
+    session keyring (the launching administrator's: Kerberos tickets,
+    encryption keys) for a new, empty, anonymous one.  Kernels without keys
+    support are fine: there is nothing to leave.
+    """
+    number = _SYS_KEYCTL.get(os.uname().machine)
+    if number is None:
+        return
+    try:
+        _syscall(number, ctypes.c_long(KEYCTL_JOIN_SESSION_KEYRING),
+                 ctypes.c_void_p(None))
+    except OSError as e:
+        if e.errno != errno.ENOSYS:
+            raise EnterError("unshare", f"cannot leave the session keyring: "
+                                        f"{e.strerror}", e.errno) from None
+
+
+def prctl(option, arg2=0, arg3=0, arg4=0, arg5=0):
+    """
+    C{prctl(2)}; returns its result.
+    """
+    return _check(_libc.prctl(option, arg2, arg3, arg4, arg5), "prctl")
+
+
+def setDeathSignal(signum):
+    """
+    C{PR_SET_PDEATHSIG}: receive C{signum} when the parent dies.
+    """
+    prctl(PR_SET_PDEATHSIG, signum)
+
+
+def setDumpable(dumpable):
+    """
+    C{PR_SET_DUMPABLE}: a non-dumpable process cannot be ptraced by its own
+    uid, and its C{/proc/PID} files (exe, environ, maps, fd) are root's.
+    """
+    prctl(PR_SET_DUMPABLE, 1 if dumpable else 0)
+
+
+def setProcessTitle(title):
+    """
+    Make C{/proc/PID/cmdline} and C{comm} of this process read C{title}
+    (cut to what fits): the command line is rewritten in place in the
+    memory the kernel reads it from (Python works on its own copy of
+    C{argv}).  A jail's init uses it so that the jail does not see the
+    launcher's command line with its host paths.
+    """
+    data = title.encode("utf-8", "replace")
+    with open("/proc/self/stat", "rb") as f:
+        stat = f.read()
+    fields = stat[stat.rindex(b")") + 2:].split()
+    argStart, argEnd = int(fields[45]), int(fields[46])
+    size = argEnd - argStart
+    if 2 <= size <= 1 << 20:
+        shown = data[:size - 1]
+        ctypes.memmove(argStart, shown + bytes(size - len(shown)), size)
+    with open("/proc/self/comm", "wb") as f:
+        f.write(data[:15])
+
+
+def setNoNewPrivs():
+    """
+    C{PR_SET_NO_NEW_PRIVS}: no exec of this process or its descendants can
+    gain privileges again (setuid bits and file capabilities are ignored).
+    """
+    prctl(PR_SET_NO_NEW_PRIVS, 1)
+
+
+def noNewPrivs():
+    """
+    @return: whether C{PR_SET_NO_NEW_PRIVS} is set on this process.
+    """
+    return bool(prctl(PR_GET_NO_NEW_PRIVS))
+
+
+# -- capabilities ------------------------------------------------------------
+
+def capabilityNames(numbers):
+    """
+    @return: the sorted names (without C{CAP_}) of capability C{numbers}.
+    """
+    return sorted(CAPABILITIES[n] if n < len(CAPABILITIES) else f"CAP_{n}"
+                  for n in numbers)
+
+
+def parseCapabilities(text):
+    """
+    Parse a capability list: names with or without C{CAP_}, any case,
+    separated by commas or spaces; C{default} stands for L{DEFAULT_CEILING},
+    C{none} for the empty set, C{all} for every capability.
+
+    @return: a C{frozenset} of names without C{CAP_}.
+    @raise JailtwistError: for an unknown name, naming it.
+    """
+    names = set()
+    for word in text.replace(",", " ").split():
+        upper = word.upper()
+        if upper.startswith("CAP_"):
+            upper = upper[4:]
+        if upper == "DEFAULT":
+            names |= DEFAULT_CEILING
+        elif upper == "NONE":
+            continue
+        elif upper == "ALL":
+            names |= set(CAPABILITIES)
+        elif upper in _CAPABILITY_NUMBERS:
+            names.add(upper)
+        else:
+            raise JailtwistError(
+                f"unknown capability {word!r}: use names such as "
+                f"NET_BIND_SERVICE or CAP_CHOWN, or 'default' / 'none'")
+    return frozenset(names)
+
+
+def _lastCapability():
+    # PR_CAPBSET_READ answers EINVAL past the kernel's last capability;
+    # this works without /proc (after pivot_root).
+    last = len(CAPABILITIES) - 1
+    while last > 0:
+        try:
+            prctl(PR_CAPBSET_READ, last)
+            break
+        except OSError:
+            last -= 1
+    while True:
+        try:
+            prctl(PR_CAPBSET_READ, last + 1)
+        except OSError:
+            return last
+        last += 1
+
+
+def boundingSet():
+    """
+    @return: the set of capability numbers in this process's bounding set.
+    """
+    return {n for n in range(_lastCapability() + 1)
+            if prctl(PR_CAPBSET_READ, n)}
+
+
+def getCapabilities():
+    """
+    C{capget(2)} for this process.
+
+    @return: C{(effective, permitted, inheritable)} as sets of numbers.
+    """
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    _check(_libc.capget(ctypes.byref(header), data), "capget")
+    sets = []
+    for name in ("effective", "permitted", "inheritable"):
+        bits = getattr(data[0], name) | (getattr(data[1], name) << 32)
+        sets.append({n for n in range(64) if bits & (1 << n)})
+    return tuple(sets)
+
+
+def setCapabilities(effective, permitted, inheritable):
+    """
+    C{capset(2)} for this process; each argument a set of numbers.
+    """
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    for name, numbers in (("effective", effective),
+                          ("permitted", permitted),
+                          ("inheritable", inheritable)):
+        bits = 0
+        for n in numbers:
+            bits |= 1 << n
+        setattr(data[0], name, bits & 0xffffffff)
+        setattr(data[1], name, bits >> 32)
+    _check(_libc.capset(ctypes.byref(header), data), "capset")
+
+
+def _numbers(names):
+    return {_CAPABILITY_NUMBERS[name] for name in names}
+
+
+def limitCapabilities(keep):
+    """
+    Make C{keep} (names) the ceiling of this process and its descendants:
+    every other capability leaves the bounding set (so no exec, setuid-root
+    program or file capability can bring it back), the ambient set is
+    cleared, and the effective, permitted and inheritable sets are cut down
+    to C{keep}.  Needs C{CAP_SETPCAP}; to give up root as well, use
+    L{confine}, which switches the uid between the two halves.
+    """
+    limitBoundingSet(keep)
+    trimCapabilities(keep)
+
+
+def limitBoundingSet(keep):
+    """
+    Remove every capability not named in C{keep} from the bounding set and
+    clear the ambient set; the effective and permitted sets are untouched
+    (so a following C{setuid} still works).
+    """
+    keepNumbers = _numbers(keep)
+    try:
+        for number in range(_lastCapability() + 1):
+            if number not in keepNumbers:
+                prctl(PR_CAPBSET_DROP, number)
+        try:
+            prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+        except OSError as e:
+            if e.errno != errno.EINVAL:   # kernels before 4.3
+                raise
+    except OSError as e:
+        raise EnterError("capabilities",
+                         f"cannot limit the capability bounding set: "
+                         f"{e.strerror}", e.errno) from None
+
+
+def trimCapabilities(keep):
+    """
+    Cut the effective and permitted sets down to C{keep} (names) and empty
+    the inheritable set.
+    """
+    keepNumbers = _numbers(keep)
+    try:
+        effective, permitted, inheritable = getCapabilities()
+        setCapabilities(effective & keepNumbers, permitted & keepNumbers,
+                        set())
+    except OSError as e:
+        raise EnterError("capabilities", f"cannot drop capabilities: "
+                                         f"{e.strerror}", e.errno) from None
+
+
+# -- users --------------------------------------------------------------------
+
+def switchUser(uid, gid, groups=()):
+    """
+    Become C{uid}/C{gid} with exactly the supplementary C{groups} (none by
+    default: jailkit kept the caller's, root's gid 0 included).
+    """
+    try:
+        os.setgroups(list(groups))
+    except OSError as e:
+        raise EnterError("setgid", f"setgroups({list(groups)}) failed: "
+                                   f"{e.strerror}", e.errno) from None
+    _setIds(uid, gid)
+
+
+def _setIds(uid, gid):
+    """
+    Set real, effective and saved gid, then uid (the gid first: after the
+    uid change it would no longer be allowed).
+    """
+    try:
+        os.setresgid(gid, gid, gid)
+    except OSError as e:
+        raise EnterError("setgid", f"setgid({gid}) failed: {e.strerror}",
+                         e.errno) from None
+    try:
+        os.setresuid(uid, uid, uid)
+    except OSError as e:
+        raise EnterError("setuid", f"setuid({uid}) failed: {e.strerror}",
+                         e.errno) from None
+
+
+# -- confinement (skd, jk_chrootlaunch, forked children) ------------------------
+
+class Confinement:
+    """
+    What L{confine} does to the calling process, in this order: chroot,
+    chdir, capability bounding set, uid/gid switch, remaining capabilities,
+    no_new_privs.
+
+    @ivar root: the jail to chroot into (a host path), an open directory
+        descriptor of it, or C{None} to stay.
+    @ivar cwd: the directory to change to afterwards (inside the jail).
+    @ivar uid: the uid to become, or C{None} to stay.
+    @ivar gid: the gid to become (defaults to C{uid} when only that is
+        given).
+    @ivar groups: the supplementary groups to have; none by default.
+    @ivar capabilities: names (see L{parseCapabilities}) to keep in the
+        bounding set, or C{None} to leave the bounding set alone (jailkit's
+        behaviour).  A process that becomes non-root loses its effective
+        capabilities anyway; the bounding set is what stops setuid-root
+        programs inside the jail from getting them back.
+    @ivar noNewPrivs: set C{PR_SET_NO_NEW_PRIVS} (setuid programs in the
+        jail then run with the caller's privileges).
+    """
+
+    def __init__(self, root=None, cwd="/", uid=None, gid=None, groups=(),
+                 capabilities=None, noNewPrivs=False):
+        self.root = root
+        self.cwd = cwd
+        self.uid = uid
+        self.gid = gid
+        self.groups = tuple(groups)
+        self.capabilities = (None if capabilities is None
+                             else frozenset(capabilities))
+        self.noNewPrivs = noNewPrivs
+
+    def __repr__(self):
+        return (f"Confinement(root={self.root!r}, cwd={self.cwd!r}, "
+                f"uid={self.uid!r}, gid={self.gid!r}, groups={self.groups!r},"
+                f" capabilities={self.capabilities!r}, "
+                f"noNewPrivs={self.noNewPrivs!r})")
+
+
+def chrootInto(root):
+    """
+    C{chroot} into C{root} (a path or an open directory descriptor), leaving
+    the working directory at the new root.
+    """
+    try:
+        if isinstance(root, int):
+            os.fchdir(root)
+            os.chroot(".")
+        else:
+            os.chdir(root)
+            os.chroot(root)
+        os.chdir("/")
+    except OSError as e:
+        raise EnterError("chroot", f"could not change root to {root}: "
+                                   f"{e.strerror}", e.errno) from None
+
+
+def confine(confinement):
+    """
+    Apply a L{Confinement} to the calling process (typically a forked child
+    about to exec).
+
+    @raise EnterError: naming the step that failed.
+    """
+    c = confinement
+    if c.root is not None:
+        chrootInto(c.root)
+    if c.cwd:
+        try:
+            os.chdir(c.cwd)
+        except OSError as e:
+            raise EnterError("chdir", f"chdir({c.cwd}) failed inside the "
+                                      f"jail: {e.strerror}", e.errno) from None
+    if c.capabilities is not None:
+        limitBoundingSet(c.capabilities)
+    if c.uid is not None:
+        switchUser(c.uid, c.gid if c.gid is not None else c.uid, c.groups)
+    elif c.gid is not None:
+        try:
+            os.setgroups(list(c.groups))
+            os.setresgid(c.gid, c.gid, c.gid)
+        except OSError as e:
+            raise EnterError("setgid", f"setgid({c.gid}) failed: "
+                                       f"{e.strerror}", e.errno) from None
+    if c.capabilities is not None:
+        trimCapabilities(c.capabilities)
+    if c.noNewPrivs:
+        setNoNewPrivs()
+
+
+# -- logins -------------------------------------------------------------------
+
+_USERNS_SETTINGS = (
+    ("/proc/sys/kernel/unprivileged_userns_clone", "0",
+     "kernel.unprivileged_userns_clone=0 forbids them (set it to 1)"),
+    ("/proc/sys/user/max_user_namespaces", "0",
+     "user.max_user_namespaces=0 forbids them (set it above 0)"),
+    ("/proc/sys/kernel/apparmor_restrict_unprivileged_userns", "1",
+     "AppArmor restricts them: kernel.apparmor_restrict_unprivileged_userns"
+     "=1 (set it to 0, or give the login shell an AppArmor profile with "
+     "'userns,')"),
+)
+
+
+def _sysctl(path):
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _userNamespaceRefused(error):
+    for path, bad, reason in _USERNS_SETTINGS:
+        if _sysctl(path) == bad:
+            return UserNamespaceRefused(
+                "unshare",
+                f"the kernel refused a user namespace ({error.strerror}): "
+                f"{reason}", error.errno)
+    if error.errno == errno.ENOSPC:
+        reason = ("too many user namespaces: user.max_user_namespaces is "
+                  "exhausted (raise it)")
+    elif error.errno == errno.EINVAL:
+        reason = "the process has threads (enter the jail before starting any)"
+    else:
+        reason = ("check kernel.unprivileged_userns_clone, "
+                  "user.max_user_namespaces and AppArmor's "
+                  "kernel.apparmor_restrict_unprivileged_userns")
+    return UserNamespaceRefused(
+        "unshare", f"the kernel refused a user namespace ({error.strerror}): "
+                   f"{reason}", error.errno)
+
+
+def _namespaceFlags(namespaces, allowed):
+    flags = 0
+    for name in namespaces:
+        if name not in allowed:
+            raise JailtwistError(
+                f"unknown namespace {name!r}: use {', '.join(allowed)}")
+        flags |= _NAMESPACE_FLAGS[name]
+    return flags
+
+
+def _writeFile(path, text):
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def loopbackUp():
+    """
+    Bring C{lo} up in this process's network namespace (a new network
+    namespace starts with it down), with the C{SIOCSIFFLAGS} ioctl.
+    """
+    import fcntl
+    import socket
+    import struct
+    SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        request = struct.pack("16sh14x", b"lo", 0)
+        flags = struct.unpack("16sh14x",
+                              fcntl.ioctl(sock, SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(sock, SIOCSIFFLAGS,
+                    struct.pack("16sh14x", b"lo", flags | IFF_UP))
+    finally:
+        sock.close()
+
+
+def enterAsUser(jail, home="/", namespaces=(), uid=None, gid=None):
+    """
+    Enter C{jail} for a login; the caller execs the shell afterwards.
+
+    Unprivileged (the normal case for jailtwist's login shells, which are
+    not setuid): C{unshare(CLONE_NEWUSER | CLONE_NEWNS | extras)}, then the
+    new user namespace maps only the caller's own uid and gid (after
+    C{setgroups} is denied, so no group can be dropped to escape a
+    negative-permission check), then chroot, chdir, no_new_privs, and every
+    capability (which the new user namespace handed out) is dropped from
+    all sets.  Files in the jail owned by other ids show as C{nobody}.
+
+    As root (euid 0): the extra namespaces are unshared, then a plain chroot
+    and a switch to C{uid}/C{gid} with no supplementary groups.
+
+    @param jail: the jail (host path or open directory descriptor), already
+        checked by the caller (L{jailtwist.jail.Jail.checkSafe}).
+    @param home: the directory to change to, as seen inside the jail.
+    @param namespaces: extra namespaces among C{"net"} (only C{lo}, brought
+        up), C{"ipc"}, C{"uts"}.
+    @param uid: as root, the uid to become (required); ignored otherwise.
+    @param gid: as root, the gid to become (required); ignored otherwise.
+    @raise UserNamespaceRefused: the kernel refuses unprivileged user
+        namespaces; the message names the setting.
+    @raise EnterError: for any other failing step (C{step} names it).
+    """
+    flags = _namespaceFlags(namespaces, ("net", "ipc", "uts"))
+    if os.geteuid() == 0:
+        if uid is None or gid is None:
+            raise JailtwistError("enterAsUser as root needs uid and gid")
+        if flags:
+            try:
+                unshare(flags)
+            except OSError as e:
+                raise EnterError("unshare", f"unshare failed: {e.strerror}",
+                                 e.errno) from None
+            if flags & CLONE_NEWNET:
+                loopbackUp()
+        confine(Confinement(root=jail, cwd=home, uid=uid, gid=gid,
+                            noNewPrivs=True))
+        return
+    ownUid, ownGid = os.getuid(), os.getgid()
+    try:
+        unshare(CLONE_NEWUSER | CLONE_NEWNS | flags)
+    except OSError as e:
+        raise _userNamespaceRefused(e) from None
+    # /proc/self/*_map belong to root while the process is not dumpable
+    # (after a uid change without exec): be dumpable just for the writes.
+    dumpable = prctl(PR_GET_DUMPABLE)
+    try:
+        if not dumpable:
+            setDumpable(True)
+        _writeFile("/proc/self/setgroups", "deny")
+        _writeFile("/proc/self/uid_map", f"{ownUid} {ownUid} 1\n")
+        _writeFile("/proc/self/gid_map", f"{ownGid} {ownGid} 1\n")
+    except OSError as e:
+        # Ubuntu's AppArmor restriction lets unshare succeed and then
+        # withholds the namespace's capabilities: say so.
+        path, bad, reason = _USERNS_SETTINGS[2]
+        if _sysctl(path) == bad:
+            raise UserNamespaceRefused(
+                "unshare", f"the user namespace has no capabilities "
+                           f"({e.strerror}): {reason}", e.errno) from None
+        raise EnterError("unshare", f"cannot map uid {ownUid} and gid "
+                                    f"{ownGid} into the user namespace: "
+                                    f"{e.strerror}", e.errno) from None
+    finally:
+        if not dumpable:
+            setDumpable(False)
+    if flags & CLONE_NEWNET:
+        try:
+            loopbackUp()
+        except OSError as e:
+            raise EnterError("network", f"cannot bring lo up: {e.strerror}",
+                             e.errno) from None
+    chrootInto(jail)
+    setNoNewPrivs()
+    limitCapabilities(())
+    # Only now, without the namespace's capabilities: CAP_DAC_OVERRIDE
+    # there would let the account into a home its mode shuts it out of.
+    try:
+        os.chdir(home)
+    except OSError as e:
+        raise EnterError("chdir", f"chdir({home}) failed inside the jail: "
+                                  f"{e.strerror}", e.errno) from None
+
+
+# -- joining a running jail (probes) ---------------------------------------------
+
+class JailProcess:
+    """
+    A process inside a running jail, pinned so that a reused pid cannot
+    make a later join land in another jail.
+
+    @ivar pid: the process id (in this process's pid namespace).
+    @ivar pidfd: a pidfd for it (from C{pidfd_open}); the process is known
+        alive as long as signalling it with 0 through this descriptor works.
+    @ivar root: the jail's path on the host, when known (C{None} otherwise).
+    @ivar record: the registry record it was found through, or C{None}.
+    """
+
+    def __init__(self, pid, pidfd, root=None, record=None):
+        self.pid = pid
+        self.pidfd = pidfd
+        self.root = root
+        self.record = record
+
+    def __repr__(self):
+        return f"JailProcess(pid={self.pid}, root={self.root!r})"
+
+    def alive(self):
+        """
+        @return: whether the pinned process still runs (a zombie counts).
+        """
+        try:
+            signal.pidfd_send_signal(self.pidfd, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def namespace(self, name):
+        """
+        @return: the inode number of the process's C{name} namespace.
+        @raise EnterError: if the process is gone.
+        """
+        st = os.stat(f"/proc/{self.pid}/ns/{name}")
+        if not self.alive():
+            raise EnterError("pin", f"process {self.pid} has exited")
+        return st.st_ino
+
+    def close(self):
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def pinProcess(pid, root=None, record=None):
+    """
+    Pin process C{pid} with a pidfd.
+
+    @return: a L{JailProcess} (close it when done).
+    @raise EnterError: if there is no such process.
+    """
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        raise EnterError("pin", f"no process {pid}", errno.ESRCH) from None
+    except OSError as e:
+        raise EnterError("pin", f"cannot pin process {pid}: {e.strerror}",
+                         e.errno) from None
+    os.set_inheritable(pidfd, False)
+    return JailProcess(pid, pidfd, root, record)
+
+
+def processStartTime(pid):
+    """
+    @return: the start time of C{pid} in clock ticks since boot (field 22 of
+        C{/proc/PID/stat}), which with the pid identifies a process across
+        pid reuse; C{None} if there is no such process or it has exited (a
+        zombie).
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    # The command name may contain spaces and parentheses: split after the
+    # last ')'.  A zombie has ended: it counts as gone.
+    fields = data[data.rindex(b")") + 2:].split()
+    if fields[0] in (b"Z", b"X", b"x"):
+        return None
+    return int(fields[19])
+
+
+def joinJail(process, namespaces=("user", "mnt", "pid", "net", "ipc",
+                                  "uts"), chroot=True):
+    """
+    Join the jail that C{process} (a L{JailProcess}) runs in.
+
+    The namespaces that differ from ours are joined with one
+    C{setns(pidfd, flags)} (atomic, Linux >= 5.8); the user namespace only
+    if it differs (the kernel refuses re-entering one's own).  Then, with
+    C{chroot}, the process's root directory -- opened before joining and
+    checked to belong to the still-living pinned process -- becomes ours.
+
+    B{The pid namespace applies only to children}: fork after this call and
+    do the jailed work in the child.  Call it single-threaded.
+
+    @raise EnterError: if the process is gone or a step fails.
+    """
+    pid = process.pid
+    flags = 0
+    for name in namespaces:
+        if name not in _NAMESPACE_FLAGS:
+            raise JailtwistError(f"unknown namespace {name!r}")
+        try:
+            theirs = os.stat(f"/proc/{pid}/ns/{name}").st_ino
+            ours = os.stat(f"/proc/self/ns/{name}").st_ino
+        except OSError as e:
+            raise EnterError("setns", f"cannot read the {name} namespace of "
+                                      f"process {pid}: {e.strerror}",
+                             e.errno) from None
+        if theirs != ours:
+            flags |= _NAMESPACE_FLAGS[name]
+    rootFd = None
+    if chroot:
+        try:
+            rootFd = os.open(f"/proc/{pid}/root",
+                             os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as e:
+            raise EnterError("chroot", f"cannot open the root of process "
+                                       f"{pid}: {e.strerror}",
+                             e.errno) from None
+    try:
+        # Everything above was read through /proc/PID: it belongs to the
+        # pinned process only if that process still lives now.
+        if not process.alive():
+            raise EnterError("pin", f"process {pid} exited while joining "
+                                    f"its jail", errno.ESRCH)
+        if flags:
+            try:
+                setns(process.pidfd, flags)
+            except OSError as e:
+                raise EnterError("setns", f"cannot join the namespaces of "
+                                          f"process {pid}: {e.strerror}",
+                                 e.errno) from None
+        if rootFd is not None:
+            chrootInto(rootFd)
+    finally:
+        if rootFd is not None:
+            os.close(rootFd)
+
+
+# -- jk_socketd ---------------------------------------------------------------
+
+def confineRelay(syslogPath, user="nobody"):
+    """
+    Confine a relay that has bound its sockets: chroot into the directory
+    that holds the host syslog socket (so it can reconnect when syslog
+    re-creates it, and reach nothing else), become C{user} from the host's
+    passwd with no supplementary groups, every capability dropped, and
+    no_new_privs.
+
+    @return: the syslog socket's path relative to the new working directory.
+    """
+    import pwd
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        raise JailtwistError(f"user {user} does not exist: create it or "
+                             f"name another with --user") from None
+    directory, name = os.path.split(os.path.abspath(syslogPath))
+    confine(Confinement(root=directory, cwd="/", uid=entry.pw_uid,
+                        gid=entry.pw_gid, capabilities=frozenset(),
+                        noNewPrivs=True))
+    return name
+
+
+# -- launching a jail (jk_chrootlaunch) ----------------------------------------
+
+# Device nodes of a jail's minimal /dev: name, major, minor.
+DEVICES = (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8),
+           ("urandom", 1, 9), ("tty", 5, 0))
+
+# Parts of a fresh /proc that stay read-only for everyone in the jail,
+# jailed root included: the sysctls (many of them global to the host) and
+# the few other writable files that reach the kernel.
+READ_ONLY_PROC = ("sys", "sysrq-trigger", "irq", "bus", "fs")
+
+# Signals the launcher passes on to the jail's init, and the init to the
+# program (or, once the program has exited, to every process in the jail).
+FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP,
+                     signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
+                     signal.SIGWINCH)
+
+_IP_CANDIDATES = ("/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip")
+
+
+class Isolation:
+    """
+    The jail call's guarantees a launch asks for; each is a separate switch
+    and everything off is jailkit's plain chroot.
+
+    @ivar capabilities: names kept in the bounding set (the capability
+        ceiling), or C{None} for no ceiling.
+    @ivar noNewPrivs: set C{PR_SET_NO_NEW_PRIVS}.
+    @ivar pid: a pid namespace with a fresh C{/proc} and a small init.
+    @ivar ipc: an IPC namespace.
+    @ivar uts: a UTS namespace; C{hostname} is set in it.
+    @ivar hostname: the jail's host name (with C{uts}).
+    @ivar network: C{None} (the host's network), C{"none"} (a network
+        namespace with only C{lo}) or C{"veth"} (plus a veth pair with
+        C{address} in the jail and C{hostAddress} on the host's end).
+    @ivar filesystem: a mount namespace where the jail becomes the root with
+        C{pivot_root} and gets a minimal C{/dev}.
+    """
+
+    def __init__(self, capabilities=None, noNewPrivs=False, pid=False,
+                 ipc=False, uts=False, hostname=None, network=None,
+                 address=None, hostAddress=None, filesystem=False):
+        self.capabilities = (None if capabilities is None
+                             else frozenset(capabilities))
+        self.noNewPrivs = noNewPrivs
+        self.pid = pid
+        self.ipc = ipc
+        self.uts = uts
+        self.hostname = hostname
+        if network not in (None, "none", "veth"):
+            raise JailtwistError(f"unknown network mode {network!r}")
+        if network == "veth":
+            if address is None or hostAddress is None:
+                raise JailtwistError("a veth network needs the jail's "
+                                     "address and the host's address")
+            import ipaddress
+            try:
+                address = str(ipaddress.ip_address(address))
+                hostAddress = str(ipaddress.ip_address(hostAddress))
+            except ValueError as e:
+                raise JailtwistError(str(e)) from None
+        self.network = network
+        self.address = address
+        self.hostAddress = hostAddress
+        self.filesystem = filesystem
+
+    @property
+    def namespaced(self):
+        """
+        Whether any namespace is asked for (the launch then forks).
+        """
+        return bool(self.pid or self.ipc or self.uts or self.network
+                    or self.filesystem)
+
+    def names(self):
+        """
+        @return: a short list describing what is on, e.g. C{["caps", "nnp",
+            "pid", "net:192.0.2.2"]} (what the registry and jk_list show).
+        """
+        names = []
+        if self.capabilities is not None:
+            names.append("caps")
+        if self.noNewPrivs:
+            names.append("nnp")
+        if self.pid:
+            names.append("pid")
+        if self.ipc:
+            names.append("ipc")
+        if self.uts:
+            names.append("uts")
+        if self.network == "none":
+            names.append("net:none")
+        elif self.network == "veth":
+            names.append(f"net:{self.address}")
+        if self.filesystem:
+            names.append("fs")
+        return names
+
+    def __repr__(self):
+        return f"Isolation({', '.join(self.names()) or 'none'})"
+
+
+class LaunchSpec:
+    """
+    One program to start in a jail.
+
+    @ivar jail: the jail's host path (already checked by the caller).
+    @ivar executable: the program's path inside the jail.
+    @ivar argv: its arguments, C{argv[0]} included.
+    @ivar uid: the uid to run as, or C{None} to stay root.
+    @ivar gid: the gid to run as, or C{None} to stay.
+    @ivar isolation: an L{Isolation}.
+    @ivar onStarted: called in the launcher with the host pid of the jail's
+        first process (the program itself, or the jail's init in a pid
+        namespace) before the program runs (jailkit writes its pidfile
+        then).  An exception from it aborts the launch.
+    @ivar onReady: called in the launcher with the same pid once the jail
+        is set up (root changed, mounts made) and the program has been
+        executed, so that whoever finds the jail through it (the registry)
+        and joins it sees the finished jail.  An exception from it kills
+        the jail.  Without namespaces it is called with C{onStarted}, just
+        before the exec.
+    @ivar vethName: the name of the host's end of the veth pair (at most 15
+        bytes); by default C{jtv} followed by a pid.
+    """
+
+    def __init__(self, jail, executable, argv, uid=None, gid=None,
+                 isolation=None, onStarted=None, vethName=None,
+                 onReady=None):
+        self.jail = jail
+        self.executable = executable
+        self.argv = list(argv)
+        self.uid = uid
+        self.gid = gid
+        self.isolation = isolation if isolation is not None else Isolation()
+        self.onStarted = onStarted
+        self.onReady = onReady
+        self.vethName = vethName
+
+
+def launch(spec):
+    """
+    Start C{spec}'s program in its jail.
+
+    Without namespaces this is jailkit's jk_chrootlaunch: C{onStarted} with
+    our own pid, chroot, capability ceiling, uid/gid switch with no
+    supplementary groups, no_new_privs, file descriptors above 2 closed,
+    exec in place -- it never returns.
+
+    With namespaces the launcher forks; the child unshares the namespaces,
+    the launcher (still in the host's namespaces) creates the veth pair with
+    the jail's end created directly in the child's network namespace (so no
+    interface is ever left half-moved in the host) and configures the host's
+    end, the child configures its end from inside.  With a pid namespace the
+    child forks the jail's init (pid 1 inside), which sets up the jail's
+    root and mounts, forks the program, then reaps every process in the jail
+    and forwards signals.  The launcher waits for the program (not the jail)
+    to end and forwards signals it gets to the jail's first process, so a
+    program that stays in the foreground keeps jk_chrootlaunch running and a
+    daemon that forks away lets it return, as with jailkit.  On every
+    failure path the host's end of the veth pair is deleted.
+
+    @return: the program's exit status (shell style: 128 + signal number
+        when killed by a signal).
+    @raise EnterError: naming the failed step; its exit code is jailkit's
+        for the chroot, chdir, setgid, setuid and exec steps and
+        L{ISOLATION_EXIT_CODE} for namespaces, mounts and network.
+    """
+    isolation = spec.isolation
+    if not isolation.namespaced:
+        for callback in (spec.onStarted, spec.onReady):
+            if callback is not None:
+                callback(os.getpid())
+        chrootInto(spec.jail)
+        if isolation.capabilities is not None:
+            limitBoundingSet(isolation.capabilities)
+        _exec(spec)
+    return _Launcher(spec).run()
+
+
+def _exitStatus(raw):
+    code = os.waitstatus_to_exitcode(raw)
+    return 128 - code if code < 0 else code
+
+
+def _findIp():
+    for candidate in _IP_CANDIDATES:
+        if os.access(candidate, os.X_OK):
+            return candidate
+    raise EnterError("network", "iproute2's ip is not installed "
+                                "(apt-get install iproute2)")
+
+
+def _runIp(ip, *commands):
+    """
+    Run C{ip} commands (each a list of words) in one C{ip -batch} process,
+    which stops at the first failure.
+
+    @raise EnterError: naming the command that failed and ip's message.
+    """
+    import subprocess
+    if len(commands) == 1:
+        argv, text = [ip] + list(commands[0]), None
+    else:
+        argv, text = [ip, "-batch", "-"], "".join(
+            " ".join(words) + "\n" for words in commands)
+    result = subprocess.run(argv, input=text, env={},
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    if result.returncode != 0:
+        shown = "; ".join("ip " + " ".join(words) for words in commands)
+        raise EnterError("network", f"'{shown}' failed: "
+                                    f"{result.stderr.strip() or result.returncode}")
+
+
+def _hostPrefix(address):
+    return "128" if ":" in address else "32"
+
+
+def _noDad(address):
+    # An IPv6 address stays tentative (unusable, routes through it refused)
+    # until duplicate address detection ends; a point-to-point link between
+    # two namespaces has nothing to detect.
+    return ["nodad"] if ":" in address else []
+
+
+class _Launcher:
+    """
+    The launcher's side of a namespaced launch (see L{launch}).
+    """
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.isolation = spec.isolation
+        self.child = None
+        self.hostLink = None
+        self.initPidfd = None
+        self.ip = _findIp() if self.isolation.network == "veth" else None
+        self.jailFd = None
+
+    def run(self):
+        try:
+            self.jailFd = os.open(self.spec.jail, os.O_PATH | os.O_DIRECTORY
+                                  | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as e:
+            raise EnterError("chroot", f"cannot open jail {self.spec.jail}: "
+                                       f"{e.strerror}", e.errno) from None
+        reportRead, reportWrite = os.pipe2(os.O_CLOEXEC)
+        goRead, goWrite = os.pipe2(os.O_CLOEXEC)
+        pid = os.fork()
+        if pid == 0:
+            os.close(reportRead)
+            os.close(goWrite)
+            _JailChild(self.spec, self.jailFd, reportWrite, goRead).run()
+        self.child = pid
+        os.close(reportWrite)
+        os.close(goRead)
+        os.close(self.jailFd)
+        previous = {}
+        try:
+            status = self._follow(reportRead, goWrite, previous)
+        except BaseException:
+            self._abort()
+            raise
+        finally:
+            os.close(reportRead)
+            if goWrite is not None:
+                try:
+                    os.close(goWrite)
+                except OSError:
+                    pass
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            if self.initPidfd is not None:
+                os.close(self.initPidfd)
+        return status
+
+    def _follow(self, reportRead, goWrite, previous):
+        status = None
+        initPid = None
+        for line in _readLines(reportRead):
+            kind, _, rest = line.partition(" ")
+            if kind == "net":
+                self._plumbHost()
+                os.write(goWrite, b"go\n")
+            elif kind == "init":
+                initPid = int(rest)
+                self.initPidfd = os.pidfd_open(initPid)
+                for signum in FORWARDED_SIGNALS:
+                    previous[signum] = signal.signal(signum, self._forward)
+                if self.spec.onStarted is not None:
+                    self.spec.onStarted(initPid)
+                os.write(goWrite, b"go\n")
+            elif kind == "ready":
+                self._ready(initPid)
+            elif kind == "error":
+                raise _parseError(rest)
+            elif kind == "exit":
+                status, _, last = rest.partition(" ")
+                status = int(status)
+                if last == "last":
+                    # The jail's init exits now that the jail is empty: let
+                    # it finish, so the caller sees the jail gone.
+                    _waitReadable(self.initPidfd, 2.0)
+        if self.isolation.pid:
+            os.waitpid(self.child, 0)
+            self.child = None
+            if status is None:
+                raise EnterError("exec", "the jail's init was killed before "
+                                         "the program ended",
+                                 exitCode=128 + signal.SIGKILL)
+            return status
+        # Without a pid namespace the child became the program (the report
+        # pipe closed on exec): wait for it.
+        if initPid is not None and processStartTime(initPid) is not None:
+            self._ready(initPid)
+        _, raw = os.waitpid(self.child, 0)
+        self.child = None
+        return _exitStatus(raw)
+
+    def _ready(self, initPid):
+        if self.spec.onReady is not None:
+            self.spec.onReady(initPid)
+
+    def _forward(self, signum, frame):
+        if self.initPidfd is not None:
+            try:
+                signal.pidfd_send_signal(self.initPidfd, signum)
+            except OSError:
+                pass
+
+    def _plumbHost(self):
+        """
+        Create the veth pair with the jail's end made directly inside the
+        child's network namespace, then address the host's end.
+        """
+        child = self.child
+        ours = os.stat("/proc/self/ns/net").st_ino
+        theirs = os.stat(f"/proc/{child}/ns/net").st_ino
+        if ours == theirs:
+            raise EnterError("network", "the jail's network namespace is the "
+                                        "host's: refusing to create its link")
+        name = self.spec.vethName or f"jtv{child}"
+        iso = self.isolation
+        _runIp(self.ip, ["link", "add", name, "type", "veth", "peer", "name",
+                         "eth0", "netns", str(child)])
+        self.hostLink = name
+        _runIp(self.ip,
+               ["link", "set", "dev", name, "addrgenmode", "none"],
+               ["address", "add", iso.hostAddress, "peer",
+                f"{iso.address}/{_hostPrefix(iso.address)}", "dev", name]
+               + _noDad(iso.address),
+               ["link", "set", "dev", name, "up"],
+               # IPv6 does not route to an address's peer by itself.
+               ["route", "replace",
+                f"{iso.address}/{_hostPrefix(iso.address)}", "dev", name])
+
+    def _abort(self):
+        if self.hostLink is not None:
+            import subprocess
+            subprocess.run([self.ip, "link", "delete", "dev", self.hostLink],
+                           env={}, stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+            self.hostLink = None
+        if self.child is not None:
+            try:
+                os.kill(self.child, signal.SIGKILL)
+            except OSError:
+                pass
+            os.waitpid(self.child, 0)
+            self.child = None
+        if self.initPidfd is not None:
+            try:
+                signal.pidfd_send_signal(self.initPidfd, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def _waitReadable(fd, timeout):
+    import select
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    poller.poll(int(timeout * 1000))
+
+
+def _readLines(fd):
+    buffer = b""
+    while True:
+        data = os.read(fd, 4096)
+        if not data:
+            break
+        buffer += data
+        while b"\n" in buffer:
+            line, buffer = buffer.split(b"\n", 1)
+            yield line.decode("utf-8", "replace")
+
+
+def _send(fd, text):
+    os.write(fd, text.replace("\n", " ").encode("utf-8", "replace") + b"\n")
+
+
+def _sendError(fd, error):
+    number = getattr(error, "errno", None) or 0
+    _send(fd, f"error {error.step} {number} {error.exitCode} {error}")
+
+
+def _parseError(rest):
+    step, number, code, message = rest.split(" ", 3)
+    return EnterError(step, message, int(number) or None, int(code))
+
+
+class _JailChild:
+    """
+    The forked side of a namespaced launch: the child that unshares, the
+    jail's init (with a pid namespace) and the program.  Every method ends
+    in C{exec} or C{os._exit}; failures are reported to the launcher as one
+    line on the report pipe.
+    """
+
+    def __init__(self, spec, jailFd, report, go):
+        self.spec = spec
+        self.isolation = spec.isolation
+        self.jailFd = jailFd
+        self.report = report
+        self.go = go
+
+    def run(self):
+        code = ISOLATION_EXIT_CODE
+        try:
+            for signum in FORWARDED_SIGNALS:
+                signal.signal(signum, signal.SIG_DFL)
+            self._unshare()
+            if self.isolation.pid:
+                unshare(CLONE_NEWPID)
+                # A pid namespace's init drops signals it has no handler
+                # for: keep them pending until its handlers are in place.
+                signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)
+                init = os.fork()
+                if init:
+                    _send(self.report, f"init {init}")
+                    os._exit(0)
+                self._execInit()
+            else:
+                _send(self.report, f"init {os.getpid()}")
+                self._waitGo()
+                self._setupRoot()
+                if self.isolation.capabilities is not None:
+                    limitBoundingSet(self.isolation.capabilities)
+                _exec(self.spec, errorFd=self.report)
+        except EnterError as e:
+            code = e.exitCode
+            _sendError(self.report, e)
+        except BaseException as e:
+            _sendError(self.report, EnterError(
+                "unshare", f"{e.__class__.__name__}: {e}",
+                getattr(e, "errno", None)))
+        os._exit(code)
+
+    def _execInit(self):
+        """
+        Become the jail's init in a fresh interpreter: the launcher's
+        process holds everything the launching tool imported (about 15 MB
+        that every running jail would keep); C{python -I -S} with only this
+        module holds a quarter of that.  The launch is passed on as JSON;
+        the pipes and the pinned jail descriptor stay open across the exec.
+        Blocked signals stay blocked (and pending) across it.
+        """
+        import json
+        import sys
+        for fd in (self.report, self.go, self.jailFd):
+            os.set_inheritable(fd, True)
+        spec, iso = self.spec, self.isolation
+        payload = json.dumps({
+            "jail": spec.jail, "executable": spec.executable,
+            "argv": spec.argv, "uid": spec.uid, "gid": spec.gid,
+            "isolation": {
+                "capabilities": None if iso.capabilities is None
+                else sorted(iso.capabilities),
+                "noNewPrivs": iso.noNewPrivs, "pid": iso.pid,
+                "ipc": iso.ipc, "uts": iso.uts, "hostname": iso.hostname,
+                "network": iso.network, "address": iso.address,
+                "hostAddress": iso.hostAddress,
+                "filesystem": iso.filesystem},
+            "fds": [self.jailFd, self.report, self.go]})
+        packages = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        code = (f"import sys; sys.path.insert(0, {packages!r}); "
+                f"from jailtwist.enter import _initMain; "
+                f"_initMain(sys.argv[1])")
+        try:
+            os.execv(sys.executable, [sys.executable, "-I", "-S", "-c", code,
+                                      payload])
+        except OSError as e:
+            raise EnterError("exec", f"cannot start the jail's init "
+                                     f"({sys.executable}): {e.strerror}",
+                             e.errno, ISOLATION_EXIT_CODE) from None
+
+    def _waitGo(self):
+        if os.read(self.go, 16) != b"go\n":
+            raise EnterError("unshare", "the launcher went away")
+
+    def _unshare(self):
+        iso = self.isolation
+        flags = 0
+        if iso.filesystem or iso.pid:
+            flags |= CLONE_NEWNS
+        if iso.ipc:
+            flags |= CLONE_NEWIPC
+        if iso.uts:
+            flags |= CLONE_NEWUTS
+        if iso.network:
+            flags |= CLONE_NEWNET
+        try:
+            unshare(flags)
+        except OSError as e:
+            raise EnterError("unshare", f"cannot create the jail's "
+                                        f"namespaces: {e.strerror}",
+                             e.errno) from None
+        newSessionKeyring()
+        if iso.uts:
+            import socket
+            socket.sethostname(iso.hostname or "jail")
+        if iso.network == "none":
+            loopbackUp()
+        elif iso.network == "veth":
+            _send(self.report, "net")
+            self._waitGo()
+            ip = _findIp()
+            prefix = _hostPrefix(iso.address)
+            _runIp(ip,
+                   ["link", "set", "dev", "lo", "up"],
+                   ["link", "set", "dev", "eth0", "addrgenmode", "none"],
+                   ["address", "add", iso.address, "peer",
+                    f"{iso.hostAddress}/{prefix}", "dev", "eth0"]
+                   + _noDad(iso.address),
+                   ["link", "set", "dev", "eth0", "up"],
+                   ["route", "replace", f"{iso.hostAddress}/{prefix}",
+                    "dev", "eth0"],
+                   ["route", "add", "default", "via", iso.hostAddress,
+                    "dev", "eth0"])
+
+    def _setupRoot(self):
+        """
+        Change root (pivot_root with filesystem isolation, chroot
+        otherwise), then mount what the jail gets: a fresh /proc (pid
+        namespace) with its kernel-facing parts read-only, and a minimal
+        /dev.  Mounts are made after the root changed, so every path is
+        resolved inside the jail: a symlink planted there can only point
+        somewhere else in the jail.
+        """
+        iso = self.isolation
+        jail = self.spec.jail
+        if iso.filesystem or iso.pid:
+            try:
+                mount(None, "/", None, MS_REC | MS_PRIVATE)
+            except OSError as e:
+                raise EnterError("mount", f"cannot make the mount namespace "
+                                          f"private: {e.strerror}",
+                                 e.errno) from None
+        if iso.filesystem:
+            logTree = self._pivot(jail)
+        elif iso.pid:
+            # After unshare, descriptors opened before refer to the host's
+            # mounts (mounting under them fails): reopen the jail in this
+            # namespace and check it is the same directory.
+            inner = _reopen(jail, self.jailFd)
+            try:
+                chrootInto(inner)
+            finally:
+                os.close(inner)
+            logTree = None
+        else:
+            chrootInto(self.jailFd)
+            logTree = None
+        os.close(self.jailFd)
+        try:
+            if iso.filesystem:
+                self._minimalDev(logTree)
+            if iso.pid:
+                _makeDirectory("/proc", 0o555)
+                mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+            if iso.pid or iso.filesystem:
+                self._protectProc()
+        except OSError as e:
+            raise EnterError("mount", f"cannot set up the jail's mounts: "
+                                      f"{e.strerror}", e.errno) from None
+
+    def _pivot(self, jail):
+        try:
+            inner = _reopen(jail, self.jailFd)
+            try:
+                logTree = _cloneLogSocket(inner)
+            finally:
+                os.close(inner)
+            mount(jail, jail, None, MS_BIND | MS_REC)
+            bound = _reopen(jail, self.jailFd)
+            try:
+                os.fchdir(bound)
+            finally:
+                os.close(bound)
+            pivotRoot(".", ".")
+            umount(".", MNT_DETACH)
+            os.chdir("/")
+        except OSError as e:
+            raise EnterError("chroot", f"cannot make {jail} the root "
+                                       f"(pivot_root): {e.strerror}",
+                             e.errno) from None
+        return logTree
+
+    def _minimalDev(self, logTree):
+        if os.path.islink("/dev"):
+            raise EnterError("mount", "the jail's /dev is a symlink: make it "
+                                      "a directory")
+        _makeDirectory("/dev", 0o755)
+        mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC,
+              "mode=755,size=64k,nr_inodes=64")
+        old = os.umask(0)
+        try:
+            for name, major, minor in DEVICES:
+                os.mknod(f"/dev/{name}", 0o666 | stat.S_IFCHR,
+                         os.makedev(major, minor))
+            if logTree is not None:
+                os.mknod("/dev/log", 0o666 | stat.S_IFREG)
+                _syscall(_SYS_MOVE_MOUNT, ctypes.c_int(logTree),
+                         ctypes.c_char_p(b""), ctypes.c_int(AT_FDCWD),
+                         ctypes.c_char_p(b"/dev/log"),
+                         ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH))
+                os.close(logTree)
+        finally:
+            os.umask(old)
+        mount(None, "/dev", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID
+              | MS_NOEXEC)
+
+    def _protectProc(self):
+        if not os.path.exists("/proc/self"):
+            return
+        for name in READ_ONLY_PROC:
+            path = f"/proc/{name}"
+            if not os.path.exists(path):
+                continue
+            mount(path, path, None, MS_BIND | MS_REC)
+            mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY
+                  | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+    def _init(self):
+        """
+        The jail's pid 1: set up the root, fork the program, then reap every
+        process in the jail and forward signals until none is left.
+        """
+        iso = self.isolation
+        self._waitGo()
+        self._setupRoot()
+        setProcessTitle("jailtwist-init")
+        if iso.capabilities is not None:
+            limitBoundingSet(iso.capabilities)
+        setDumpable(False)
+        null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC) \
+            if os.path.exists("/dev/null") else None
+        execRead, execWrite = os.pipe2(os.O_CLOEXEC)
+        program = os.fork()
+        if program == 0:
+            os.close(execRead)
+            try:
+                _exec(self.spec, errorFd=execWrite)
+            finally:
+                os._exit(STEP_EXIT_CODES["exec"])
+        os.close(execWrite)
+        failure = b"".join(iter(lambda: os.read(execRead, 4096), b""))
+        os.close(execRead)
+        if failure:
+            os.write(self.report, failure)
+        else:
+            _send(self.report, "ready")
+        # The init keeps only what it needs: signalling the jail's
+        # processes, and the pipe to the launcher.  Nothing it inherited
+        # from the launcher (the host's syslog socket, the terminal) stays.
+        trimCapabilities({"KILL"})
+        if null is not None:
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+        _closeAllBut({0, 1, 2, self.report})
+        alive = True
+
+        def forward(signum, frame):
+            try:
+                os.kill(program if alive else -1, signum)
+            except OSError:
+                pass
+
+        for signum in FORWARDED_SIGNALS:
+            signal.signal(signum, forward)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
+        status = 0
+        while True:
+            try:
+                pid, raw = os.wait()
+            except ChildProcessError:
+                break
+            if pid == program:
+                alive = False
+                status = _exitStatus(raw)
+                if not failure:
+                    _send(self.report, f"exit {status} "
+                                       f"{'last' if _reapAll() else 'more'}")
+                os.close(self.report)
+        os._exit(status)
+
+
+def _closeAllBut(keep):
+    """
+    Close every file descriptor not in C{keep}.
+    """
+    low = 0
+    for fd in sorted(keep) + [1 << 20]:
+        if fd > low:
+            os.closerange(low, fd)
+        low = fd + 1
+
+
+def _initMain(payload):
+    """
+    Entry point of the jail's init after L{_JailChild._execInit}: rebuild
+    the launch from C{payload} and run the init.  Never returns.
+    """
+    import json
+    data = json.loads(payload)
+    jailFd, report, go = data["fds"]
+    for fd in data["fds"]:
+        os.set_inheritable(fd, False)
+    code = ISOLATION_EXIT_CODE
+    try:
+        spec = LaunchSpec(data["jail"], data["executable"], data["argv"],
+                          uid=data["uid"], gid=data["gid"],
+                          isolation=Isolation(**data["isolation"]))
+        _JailChild(spec, jailFd, report, go)._init()
+    except EnterError as e:
+        code = e.exitCode
+        _sendError(report, e)
+    except BaseException as e:
+        _sendError(report, EnterError(
+            "unshare", f"{e.__class__.__name__}: {e}",
+            getattr(e, "errno", None)))
+    os._exit(code)
+
+
+def _reapAll():
+    """
+    Reap every exited child without waiting.
+
+    @return: whether no child is left.
+    """
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return True
+        if pid == 0:
+            return False
+
+
+def _reopen(path, pinned):
+    """
+    Open directory C{path} again (in this mount namespace) and check that it
+    is the directory C{pinned} was opened on.
+    """
+    fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW
+                 | os.O_CLOEXEC)
+    a, b = os.fstat(fd), os.fstat(pinned)
+    if (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino):
+        os.close(fd)
+        raise EnterError("chroot", f"{path} changed while the jail was being "
+                                   f"set up: refusing to continue")
+    return fd
+
+
+def _cloneLogSocket(jailFd):
+    """
+    @return: a detached clone (C{open_tree}) of the jail's C{dev/log} socket,
+        to be mounted over the new C{/dev/log}, or C{None} if the jail has
+        no log socket.
+    """
+    try:
+        dev = os.open("dev", os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW
+                      | os.O_CLOEXEC, dir_fd=jailFd)
+    except OSError:
+        return None
+    try:
+        try:
+            st = os.stat("log", dir_fd=dev, follow_symlinks=False)
+        except OSError:
+            return None
+        if not stat.S_ISSOCK(st.st_mode):
+            return None
+        AT_SYMLINK_NOFOLLOW = 0x100
+        tree = _syscall(_SYS_OPEN_TREE, ctypes.c_int(dev),
+                        ctypes.c_char_p(b"log"),
+                        ctypes.c_uint(OPEN_TREE_CLONE | os.O_CLOEXEC
+                                      | AT_SYMLINK_NOFOLLOW))
+        if not stat.S_ISSOCK(os.fstat(tree).st_mode):
+            os.close(tree)
+            return None
+        return tree
+    finally:
+        os.close(dev)
+
+
+def _makeDirectory(path, mode):
+    try:
+        os.mkdir(path, mode)
+    except FileExistsError:
+        pass
+
+
+def _exec(spec, errorFd=None):
+    """
+    Become the program: uid/gid switch with no supplementary groups, the
+    remaining capabilities cut to the ceiling, no_new_privs, signal
+    dispositions and mask back to defaults, descriptors above 2 closed,
+    exec.  Never returns.
+    """
+    iso = spec.isolation
+    try:
+        if spec.uid is not None or spec.gid is not None:
+            uid = spec.uid if spec.uid is not None else os.getuid()
+            gid = spec.gid if spec.gid is not None else os.getgid()
+            switchUser(uid, gid, ())
+        if iso.capabilities is not None:
+            trimCapabilities(iso.capabilities)
+        if iso.noNewPrivs:
+            setNoNewPrivs()
+        for signum in (signal.SIGPIPE, signal.SIGXFSZ) + FORWARDED_SIGNALS:
+            signal.signal(signum, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        if iso.namespaced:
+            # A new session has no controlling terminal: a jailed program
+            # cannot push keystrokes (TIOCSTI) into the terminal of the
+            # administrator who launched it.  Signals from that terminal
+            # still reach it through the launcher.
+            os.setsid()
+        _closeAllBut({0, 1, 2} if errorFd is None else {0, 1, 2, errorFd})
+        try:
+            os.execv(spec.executable, spec.argv)
+        except OSError as e:
+            raise EnterError("exec", f"failed to execute {spec.executable} "
+                                     f"in jail {spec.jail}: {e.strerror}",
+                             e.errno) from None
+    except EnterError as e:
+        if errorFd is None:
+            raise
+        _sendError(errorFd, e)
+        os._exit(e.exitCode)
+
+
+# -- jaildaemon's probes (appended by the jaildaemon engineer) -------------------
+
+def switchUserAfterJoining(uid, gid):
+    """
+    L{switchUser} with no supplementary groups, for a process that has
+    joined a running jail's user namespace with L{joinJail}.  When that
+    namespace denies C{setgroups} (as unprivileged container tools set it
+    up), the groups cannot be dropped any more: the caller drops them
+    before joining (C{os.setgroups([])} while still host root), and then
+    only the gid and uid are switched here.  Any group still held is an
+    error, never silently kept.
+    """
+    try:
+        switchUser(uid, gid, ())
+    except EnterError as e:
+        if e.step != "setgid" or e.errno != errno.EPERM or os.getgroups():
+            raise
+        _setIds(uid, gid)

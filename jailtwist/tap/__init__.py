@@ -1,0 +1,3 @@
+"""
+One module per twistd plugin: each holds C{Options} and C{makeService}.
+"""

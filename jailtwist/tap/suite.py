@@ -1,0 +1,99 @@
+# -*- test-case-name: tests.test_jaildaemon -*-
+"""
+C{twistd jailtwist}: every jailtwist daemon in one process, on one reactor,
+from one config file (C{/etc/jailtwist/jailtwist.ini}): the control channel
+with its event stream, the probe service of C{jaildaemon}, and the
+C{jk_socketd} relays (configured by their own jailkit-format ini file, which
+C{[jk_socketd] config} names).  The relays publish their throttling on the
+control channel's event stream too.
+
+Each service keeps its own plugin too (C{twistd jaildaemon},
+C{twistd jk-socketd}); this one only composes them.
+"""
+
+from twisted.application import service
+from twisted.python import usage
+
+from jailtwist.config import readIni
+from jailtwist.errors import JailtwistError
+from jailtwist.tap import jaildaemon as jaildaemonTap
+
+DEFAULT_CONFIG = "/etc/jailtwist/jailtwist.ini"
+
+SUITE_SECTIONS = ("control", "probes", "jk_socketd")
+SOCKETD_KEYS = ("enabled", "config", "syslog", "user")
+
+
+class Options(usage.Options):
+    """
+    Just the config file: everything else is in it.
+    """
+
+    synopsis = "[--config FILE]"
+    longdesc = (
+        "Run the jailtwist control channel, the jaildaemon probe service and "
+        "the jk_socketd relays together in this process, as the [control], "
+        "[probes] and [jk_socketd] sections of the config file say.")
+
+    optParameters = [
+        ["config", "c", DEFAULT_CONFIG, "the suite's ini file"],
+    ]
+
+    def postOptions(self):
+        try:
+            ini = readIni(self["config"])
+            for section in ini.sections():
+                if section not in SUITE_SECTIONS:
+                    raise JailtwistError(
+                        f"{self['config']}: unknown section [{section}] "
+                        f"(expected {', '.join(SUITE_SECTIONS)})")
+            self["settings"] = jaildaemonTap.settingsFrom({}, ini)
+            self["socketd"] = _socketdOptions(ini.section("jk_socketd"))
+        except JailtwistError as e:
+            raise usage.UsageError(str(e))
+
+
+def _socketdOptions(section):
+    """
+    @return: parsed L{jailtwist.tap.socketd.Options} for the relays, or
+        C{None} when the section is missing or says C{enabled = no}.
+    """
+    if section is None:
+        return None
+    section.checkKeys(SOCKETD_KEYS)
+    if not section.getBool("enabled", True):
+        return None
+    from jailtwist.tap import socketd
+    # The relays share the process with the probe service, which must stay
+    # root to enter jails: the relay's own confinement (chroot and a switch
+    # to an unprivileged user for the whole process) cannot apply here.
+    argv = ["--no-confine"]
+    for key in ("config", "syslog", "user"):
+        value = section.getString(key)
+        if value:
+            argv += [f"--{key}", value]
+    options = socketd.Options()
+    try:
+        options.parseOptions(argv)
+    except usage.UsageError as e:
+        raise JailtwistError(f"{section.path}: [jk_socketd]: {e}") from None
+    return options
+
+
+def makeService(options, reactor=None):
+    """
+    @return: a C{MultiService} holding every configured service.
+    """
+    settings = options["settings"]
+    jaildaemonTap.claimOrExit(settings.ipc)
+    parent = service.MultiService()
+    events, services = jaildaemonTap.buildServices(settings, reactor)
+    for each in services:
+        each.setServiceParent(parent)
+    if options["socketd"] is not None:
+        from jailtwist.tap import socketd
+        relays = socketd.makeService(options["socketd"], reactor,
+                                     events=events)
+        relays.setName("jk_socketd")
+        relays.setServiceParent(parent)
+    return parent

@@ -1,0 +1,3 @@
+"""
+One-shot commands (console scripts): parse options, call the layers below.
+"""

@@ -1,0 +1,470 @@
+# -*- test-case-name: tests.test_build -*-
+"""
+The jail builder commands: C{jk_init}, C{jk_cp} and C{jk_update}, with
+jailkit's options and ini files, in front of L{jailtwist.install}.
+
+They are one-shot programs with no asynchronous work, so they do not start
+a reactor.
+"""
+
+import os
+import sys
+import time
+
+from twisted.python import usage
+
+from jailtwist.command import runCommand
+from jailtwist.config import ConfigError, readIni
+from jailtwist.elf import ElfResolver
+from jailtwist.errors import JailtwistError
+from jailtwist.install import (InitConfig, Installer, JailBuilder,
+                               JailUpdate, UPDATE_DIRECTORIES, findProgram,
+                               preflight, refreshLibraryCache)
+from jailtwist.jail import Jail, UnsafeJail
+
+INIPREFIX = "/etc/jailkit"
+INIT_CONFIG = INIPREFIX + "/jk_init.ini"
+UPDATE_CONFIG = INIPREFIX + "/jk_update.ini"
+SOCKETD_CONFIG = INIPREFIX + "/jk_socketd.ini"
+
+# Exit statuses (jailkit's, where it has one).
+NO_JAIL = 2
+INIT_UNSAFE = 3
+CP_NOT_A_DIRECTORY = 3
+MISSING = 4
+NOT_ROOT = 5
+CP_UNSAFE = 6
+
+_VERBS = {
+    "copy": "copied", "link": "hardlinked", "symlink": "symlinked",
+    "mkdir": "created directory", "mknod": "created node",
+    "exists": "exists, left alone:", "strip": "removing setuid/setgid from",
+}
+
+
+class Progress:
+    """
+    What a build tells its user: every entry with C{-v}, a running count on
+    a terminal, nothing otherwise.
+
+    @param name: the command's name, for the progress line.
+    @param jail: the L{Jail} (paths are printed as the host sees them).
+    """
+
+    interval = 0.1
+
+    def __init__(self, name, jail, verbose, stream=None, tty=None,
+                 clock=time.monotonic):
+        self.name = name
+        self.jail = jail
+        self.verbose = verbose
+        self.stream = stream if stream is not None else sys.stdout
+        self.tty = self.stream.isatty() if tty is None else tty
+        self.clock = clock
+        self.started = clock()
+        self._last = 0.0
+        self._count = 0
+        self._shown = False
+
+    def __call__(self, action, path):
+        counted = action not in ("exists", "strip")
+        if counted:
+            self._count += 1
+        if self.verbose:
+            where = path if action == "strip" else self.jail.location + path
+            self._write(f"{_VERBS[action]} {where}\n")
+        elif self.tty and counted:
+            now = self.clock()
+            if now - self._last >= self.interval:
+                self._last = now
+                self._write(f"\r{self.name}: {self._count} entries", True)
+                self._shown = True
+
+    def _write(self, text, flush=False):
+        """
+        Write to the stream; a reader that went away (C{jk_init -v | head})
+        silences the output, it does not stop the build half way.
+        """
+        if self.stream is None:
+            return
+        try:
+            self.stream.write(text)
+            if flush:
+                self.stream.flush()
+        except BrokenPipeError:
+            if self.stream is sys.stdout:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                os.close(devnull)
+            self.stream = None
+
+    def finish(self, installer, what="created or replaced"):
+        if self._shown:
+            self._write("\r\033[K")
+        if self.verbose or self.tty:
+            elapsed = self.clock() - self.started
+            megabytes = installer.bytes / 1e6
+            self._write(
+                f"{self.name}: {self.jail.location}: {installer.changes} "
+                f"entries {what}, {megabytes:.1f} MB copied in "
+                f"{elapsed:.2f} s\n")
+        self._write("", True)
+
+
+def _requireRoot(name):
+    if os.geteuid() != 0:
+        raise JailtwistError(f"{name} must run as root (it creates files "
+                             f"owned by root in the jail)", NOT_ROOT)
+
+
+def _warnMissing(name, installer, strict):
+    """
+    Report what the host lacks; with C{strict}, fail.
+    """
+    for missing in installer.missing:
+        sys.stderr.write(f"{name}: warning: {missing}\n")
+    if installer.missing and strict:
+        raise JailtwistError(
+            f"{len(installer.missing)} item(s) named are missing on this "
+            f"host (see the warnings above): the jail is incomplete",
+            MISSING)
+
+
+class _BuildOptions(usage.Options):
+    optFlags = [
+        ["verbose", "v", "list every entry created"],
+        ["force", "f", "replace files that already exist in the jail"],
+        ["hardlink", "k", "hardlink instead of copying where possible "
+                          "(never for setuid/setgid programs)"],
+        ["strict", None, "fail (exit 4) when something named is missing "
+                         "on this host"],
+    ]
+    optParameters = [
+        ["jail", "j", None, "the jail directory"],
+    ]
+
+    def opt_h(self):
+        self.opt_help()
+
+    def opt_version(self):
+        """
+        Display the jailtwist version and exit.
+        """
+        _version()
+
+
+def _version():
+    from jailtwist import __version__
+    sys.stdout.write(f"jailtwist {__version__}\n")
+    sys.exit(0)
+
+
+def _jail(path, unsafeStatus, missingOk):
+    """
+    The L{Jail} at C{path} (relative to the working directory if it is
+    not absolute), checked like jailkit's Python tools check it.
+    """
+    jail = Jail(os.path.abspath(path))
+    try:
+        jail.checkSafe(parents=True, missingOk=missingOk)
+    except UnsafeJail as e:
+        raise JailtwistError(f"jail {jail.location} is not safe: {e}",
+                             unsafeStatus)
+    return jail
+
+
+# -- jk_init ------------------------------------------------------------------
+
+class InitOptions(_BuildOptions):
+    synopsis = ("jk_init [-v] [-f] [-k] [--strict] [-c CONFIG] -j JAIL "
+                "SECTION...\n       jk_init -l [-c CONFIG]")
+    longdesc = ("Create a jail, or add to one, from sections of jk_init.ini "
+                "(programs, their libraries, devices, accounts).")
+    optFlags = _BuildOptions.optFlags + [
+        ["list", "l", "list the sections of the config file and exit"],
+    ]
+    optParameters = _BuildOptions.optParameters + [
+        ["configfile", "c", INIT_CONFIG, "the jk_init.ini to read"],
+    ]
+
+    def parseArgs(self, *args):
+        args = list(args)
+        if self["jail"] is None and not self["list"]:
+            if not args:
+                raise usage.UsageError("need a jail directory (-j JAIL) and "
+                                       "at least one section")
+            self["jail"] = args.pop(0)
+        if not args and not self["list"]:
+            raise usage.UsageError("need at least one section (jk_init -l "
+                                   "lists them)")
+        self["sections"] = args
+
+
+def _readInit(path):
+    if not os.path.isfile(path):
+        raise JailtwistError(f"configfile {path} does not exist "
+                             f"(name another with -c)", INIT_UNSAFE)
+    try:
+        return InitConfig(readIni(path))
+    except ConfigError as e:
+        e.exitCode = INIT_UNSAFE
+        raise
+
+
+def _listSections(config):
+    sys.stdout.write(f"\n** Available sections in {config.path} **\n\n")
+    for name in sorted(config.sections()):
+        comment = config.ini.section(name).getString("comment")
+        sys.stdout.write(f"{name} - {comment}\n" if comment else f"{name}\n")
+    sys.stdout.write("\n")
+
+
+def _createJail(jail):
+    """
+    Create the jail directory (and any missing parents: the safety check
+    has accepted the ones that exist) as root:root 0755.
+    """
+    missing = []
+    path = jail.location
+    while not os.path.lexists(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    for path in reversed(missing):
+        os.mkdir(path, 0o755)
+        os.chown(path, 0, 0)
+        os.chmod(path, 0o755)
+    return bool(missing)
+
+
+def _initMain(argv):
+    options = InitOptions()
+    options.parseOptions(argv)
+    config = _readInit(options["configfile"])
+    if options["list"]:
+        _listSections(config)
+        return 0
+    _requireRoot("jk_init")
+    try:
+        order = config.plan(options["sections"])[0]
+    except ConfigError as e:
+        e.exitCode = INIT_UNSAFE
+        raise
+    if not any(name in order for name in options["sections"]):
+        # Like jailkit, a section that does not exist is a warning, unless
+        # none does: then it is surely a mistake, and nothing is done.
+        raise JailtwistError(
+            f"no section [{options['sections'][0]}] in {config.path} "
+            f"(jk_init -l lists them)", NO_JAIL)
+    jail = _jail(options["jail"], INIT_UNSAFE, missingOk=True)
+    resolver = ElfResolver()
+    if options["strict"]:
+        missing = preflight(config, options["sections"], resolver=resolver)
+        if missing:
+            for item in missing:
+                sys.stderr.write(f"jk_init: {item}\n")
+            raise JailtwistError(
+                f"{len(missing)} item(s) named are missing on this host "
+                f"(listed above): nothing was done (--strict)", MISSING)
+    progress = Progress("jk_init", jail, options["verbose"])
+    if _createJail(jail) and options["verbose"]:
+        sys.stdout.write(f"created jail {jail.location}\n")
+    with Installer(jail, resolver, force=options["force"],
+                   hardlink=options["hardlink"], report=progress) as installer:
+        builder = JailBuilder(installer, config, SOCKETD_CONFIG)
+        builder.build(options["sections"])
+        installer.finish()
+    refreshLibraryCache(jail)
+    progress.finish(installer)
+    for note in builder.notes:
+        sys.stdout.write(f"jk_init: {note}\n")
+    _warnMissing("jk_init", installer, options["strict"])
+    return 0
+
+
+def initMain():
+    runCommand(_initMain, name="jk_init")
+
+
+# -- jk_cp --------------------------------------------------------------------
+
+class CopyOptions(_BuildOptions):
+    synopsis = "jk_cp [-v] [-f] [-k] [-s] [--strict] -j JAIL FILE..."
+    longdesc = ("Copy files, directories and device nodes into a jail at "
+                "the same path, with the libraries programs need; "
+                "setuid/setgid bits are removed unless -s is given.")
+    optFlags = _BuildOptions.optFlags + [
+        ["owner", "o", "keep owner and group (always done; accepted for "
+                       "jailkit compatibility)"],
+        ["setuid", "s", "keep setuid/setgid bits and file capabilities"],
+    ]
+
+    def parseArgs(self, *args):
+        args = list(args)
+        if self["jail"] is None:
+            if not args:
+                raise usage.UsageError("need a jail (-j JAIL) and files to "
+                                       "copy")
+            self["jail"] = args.pop(0)
+        if not args:
+            raise usage.UsageError("need at least one file to copy")
+        self["files"] = args
+
+
+def _copyMain(argv):
+    options = CopyOptions()
+    options.parseOptions(argv)
+    _requireRoot("jk_cp")
+    sources = []
+    for name in options["files"]:
+        if name.startswith("/"):
+            path = os.path.normpath(name)
+        elif os.sep in name:
+            path = os.path.abspath(name)
+        else:
+            path = findProgram(name)
+            if path is None:
+                raise JailtwistError(f"{name}: not found in $PATH (give "
+                                     f"its full path)", MISSING)
+        if not os.path.lexists(path):
+            raise JailtwistError(f"{path} does not exist", MISSING)
+        sources.append(path)
+    jail = _jail(options["jail"], CP_UNSAFE, missingOk=True)
+    if not os.path.isdir(jail.location):
+        raise JailtwistError(f"{jail.location} is not a directory (create "
+                             f"the jail with jk_init)", CP_NOT_A_DIRECTORY)
+    resolver = ElfResolver()
+    if options["strict"]:
+        missing = [(library, neededBy) for path in sources
+                   if os.path.isfile(path)
+                   for library, neededBy in resolver.resolve(path).missing]
+        if missing:
+            for library, neededBy in missing:
+                sys.stderr.write(f"jk_cp: {library} (needed by {neededBy}, "
+                                 f"not found on this host)\n")
+            raise JailtwistError(
+                f"{len(missing)} librar{'y' if len(missing) == 1 else 'ies'}"
+                f" missing on this host (listed above): nothing was done "
+                f"(--strict)", MISSING)
+    progress = Progress("jk_cp", jail, options["verbose"])
+    with Installer(jail, resolver, force=options["force"],
+                   hardlink=options["hardlink"], report=progress) as installer:
+        for path in sources:
+            installer.install(path, keepSetuid=options["setuid"])
+        installer.finish()
+    if installer.elfAdded:
+        refreshLibraryCache(jail)
+    progress.finish(installer)
+    _warnMissing("jk_cp", installer, options["strict"])
+    return 0
+
+
+def copyMain():
+    runCommand(_copyMain, name="jk_cp")
+
+
+# -- jk_update ----------------------------------------------------------------
+
+class UpdateOptions(usage.Options):
+    synopsis = ("jk_update [-v] [-d] [-k] [-s PATH]... -j JAIL [DIRECTORY...]"
+                "\n       jk_update [-v] [-d] [-k] -c SECTION [DIRECTORY...]")
+    longdesc = ("Bring the host files copied into a jail up to date: replace "
+                "changed ones, remove ones the host no longer has, add "
+                "libraries now needed.  Without DIRECTORY, scans "
+                + " ".join(UPDATE_DIRECTORIES) + ".")
+    optFlags = [
+        ["verbose", "v", "say what is scanned and done"],
+        ["dry-run", "d", "only print what would change"],
+        ["hardlink", "k", "hardlink instead of copying where possible"],
+        ["strict", None, "fail (exit 4) when a library needed is missing "
+                         "on this host"],
+    ]
+    optParameters = [
+        ["jail", "j", None, "the jail to update"],
+        ["configsection", "c", None,
+         f"take the jail and options from this section of {UPDATE_CONFIG}"],
+    ]
+
+    def __init__(self):
+        super().__init__()
+        self["skips"] = []
+
+    def opt_skip(self, path):
+        """
+        leave this path alone (repeatable; jail or host form)
+        """
+        self["skips"].append(path.rstrip("/") or "/")
+
+    opt_s = opt_skip
+
+    def opt_h(self):
+        self.opt_help()
+
+    def opt_version(self):
+        """
+        Display the jailtwist version and exit.
+        """
+        _version()
+
+    def parseArgs(self, *directories):
+        self["directories"] = list(directories)
+
+    def postOptions(self):
+        if self["jail"] is not None and self["configsection"] is not None:
+            raise JailtwistError("give either a jail (-j) or a config "
+                                 "section (-c), not both", 21)
+        if self["jail"] is None and self["configsection"] is None:
+            raise usage.UsageError("need a jail (-j JAIL) or a config "
+                                   "section (-c SECTION)")
+
+
+def _updateMain(argv, configPath=UPDATE_CONFIG):
+    options = UpdateOptions()
+    options.parseOptions(argv)
+    skips = list(options["skips"])
+    directories = list(options["directories"])
+    hardlink = options["hardlink"]
+    jailPath = options["jail"]
+    if options["configsection"] is not None:
+        jailPath = options["configsection"]
+        ini = readIni(configPath)
+        section = ini.section(jailPath)
+        if section is None:
+            raise JailtwistError(f"{configPath} has no section "
+                                 f"[{jailPath}]")
+        section.checkKeys({"skips", "directories", "hardlink", "hardlinks"})
+        skips += section.getList("skips")
+        if not directories:
+            directories = section.getList("directories")
+        hardlink = hardlink or section.getBool("hardlink") or \
+            section.getBool("hardlinks")
+    _requireRoot("jk_update")
+    jail = Jail(os.path.abspath(jailPath))
+    if not os.path.isdir(jail.location):
+        raise JailtwistError(f"{jail.location} is not a jail directory")
+    try:
+        jail.checkSafe(parents=True)
+    except UnsafeJail as e:
+        raise JailtwistError(f"jail {jail.location} is not safe: {e}",
+                             INIT_UNSAFE)
+    update = JailUpdate(jail, skips=skips)
+    changes = update.scan(directories or UPDATE_DIRECTORIES)
+    if options["dry-run"]:
+        for change in changes:
+            sys.stdout.write(change.describe(jail, dryRun=True) + "\n")
+        if options["verbose"] and not changes:
+            sys.stdout.write(f"jk_update: {jail.location} is up to date\n")
+        return 0
+    progress = Progress("jk_update", jail, False)
+    installer = update.apply(changes, hardlink=hardlink, report=progress)
+    for change in changes:
+        sys.stdout.write(change.describe(jail, dryRun=False) + "\n")
+    if installer.changed:
+        refreshLibraryCache(jail)
+    if options["verbose"]:
+        progress.finish(installer, "updated")
+    _warnMissing("jk_update", installer, options["strict"])
+    return 0
+
+
+def updateMain():
+    runCommand(_updateMain, name="jk_update")

@@ -1,0 +1,160 @@
+"""
+Shared test fixtures: the installed console scripts, short socket paths,
+jail directories with safe parents, and a real rsyslogd.
+
+The suite is meant to run under C{tests/isolated} (a private mount namespace
+with /etc as an overlay and /mnt a private tmpfs); tests that change the
+machine check L{isolated} first and refuse to run outside it.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+from twisted.python.filepath import FilePath
+
+ISOLATED = os.environ.get("JAILTWIST_ISOLATED") == "1"
+BIN = FilePath(os.path.dirname(os.path.abspath(sys.executable)))
+
+
+def isolated(testCase):
+    """
+    Fail (not skip) a test that would change the machine outside
+    C{tests/isolated}: the README's test command always provides it.
+    """
+    if not ISOLATED:
+        testCase.fail("run the suite through tests/isolated "
+                      "(see the README's test command)")
+    if os.geteuid() != 0:
+        testCase.fail("the integration tests need root")
+
+
+def script(name):
+    """
+    @return: the path of the installed console script C{name}.
+    """
+    path = BIN.child(name)
+    if not path.exists():
+        raise AssertionError(
+            f"{path.path} is missing: install the package (pip install .) "
+            f"into the interpreter that runs trial")
+    return path.path
+
+
+def run(name, *args, **kw):
+    """
+    Run the installed console script C{name}; return the CompletedProcess.
+    """
+    kw.setdefault("capture_output", True)
+    kw.setdefault("text", True)
+    kw.setdefault("timeout", 120)
+    return subprocess.run([script(name)] + list(args), **kw)
+
+
+def shortTempDir(testCase, mode=0o755):
+    """
+    A fresh directory with a path short enough for unix sockets (108
+    bytes), removed when the test ends.
+    """
+    path = tempfile.mkdtemp(prefix="jt", dir="/tmp")
+    os.chmod(path, mode)
+    testCase.addCleanup(shutil.rmtree, path, True)
+    return FilePath(path)
+
+
+def jailParent(testCase):
+    """
+    A fresh root-owned 0755 directory under /mnt (the private tmpfs of
+    C{tests/isolated}), so jails built in it have safe parents.
+    """
+    isolated(testCase)
+    path = tempfile.mkdtemp(prefix="j", dir="/mnt")
+    os.chmod(path, 0o755)
+    testCase.addCleanup(shutil.rmtree, path, True)
+    return FilePath(path)
+
+
+def waitFor(predicate, timeout=15.0, what="condition"):
+    """
+    Poll C{predicate} for an external process (rsyslogd, sshd) that the test
+    cannot drive with a fake clock.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Rsyslog:
+    """
+    A real rsyslogd with its own config, its own imuxsock socket and its own
+    output file, started and stopped by a test.
+
+    @ivar socket: the path of its log socket (what a relay sends to).
+    @ivar output: the L{FilePath} every message is written to, one per line,
+        as C{TAG MESSAGE}.
+    """
+
+    def __init__(self, directory):
+        self.directory = directory
+        self.socket = directory.child("log").path
+        self.output = directory.child("out.log")
+        self.conf = directory.child("rsyslog.conf")
+        self.pidfile = directory.child("rsyslogd.pid")
+        self.process = None
+        workdir = directory.child("work")
+        workdir.makedirs(ignoreExistingDirectory=True)
+        self.conf.setContent(f"""\
+global(workDirectory="{workdir.path}" maxMessageSize="64k")
+module(load="imuxsock" SysSock.Use="off")
+input(type="imuxsock" Socket="{self.socket}" RateLimit.Interval="0"
+      UseSpecialParser="off" ParseHostname="off")
+template(name="jailtwistRaw" type="string" string="%syslogtag%%msg%\\n")
+*.* action(type="omfile" file="{self.output.path}" template="jailtwistRaw")
+""".encode())
+
+    def start(self):
+        binary = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
+        if not os.path.exists(binary):
+            raise AssertionError("rsyslogd is not installed: run the README's "
+                                 "test command, which installs rsyslog")
+        self.process = subprocess.Popen(
+            [binary, "-n", "-f", self.conf.path, "-i", self.pidfile.path],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        waitFor(lambda: os.path.exists(self.socket), what="rsyslogd's socket")
+
+    def stop(self):
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+        self.process = None
+        if os.path.exists(self.socket):
+            os.unlink(self.socket)
+
+    def lines(self):
+        """
+        @return: the lines rsyslogd has written so far.
+        """
+        if not self.output.exists():
+            return []
+        return self.output.getContent().decode("utf-8", "replace").splitlines()
+
+    def waitForLines(self, count, timeout=15.0):
+        return waitFor(lambda: len(self.lines()) >= count and self.lines(),
+                       timeout, f"{count} lines from rsyslogd")
+
+
+def startRsyslog(testCase):
+    """
+    Start a private L{Rsyslog} for C{testCase}; it is stopped afterwards.
+    """
+    syslog = Rsyslog(shortTempDir(testCase))
+    syslog.start()
+    testCase.addCleanup(syslog.stop)
+    return syslog
