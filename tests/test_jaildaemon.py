@@ -337,7 +337,7 @@ class ChrootJailTests(TestCase):
         """
         events = subprocess.Popen(
             [harness.script("jailtwist"), "-f", self.daemon.socket, "events",
-             "--json"], stdout=subprocess.PIPE, text=True)
+             "--json"], stdout=subprocess.PIPE)
         self.addCleanup(events.wait)
         self.addCleanup(events.terminate)
         harness.waitFor(lambda: "follows events" in self.daemon.logText(),
@@ -350,7 +350,7 @@ class ChrootJailTests(TestCase):
         The daemon logs a step as it publishes it, so the log alone does not
         prove the client has received the event yet.
         """
-        received = []
+        received, pending = [], b""
         deadline = time.monotonic() + timeout
         fd = events.stdout.fileno()
         while not received or received[-1]["kind"] != lastKind:
@@ -359,11 +359,12 @@ class ChrootJailTests(TestCase):
             if not ready:
                 raise AssertionError(f"timed out waiting for a {lastKind} "
                                      f"event; got {received}")
-            line = events.stdout.readline()
-            if not line:
+            chunk = os.read(fd, 65536)
+            if not chunk:
                 raise AssertionError(f"event stream ended before {lastKind}; "
                                      f"got {received}")
-            received.append(json.loads(line))
+            *lines, pending = (pending + chunk).split(b"\n")
+            received.extend(json.loads(line) for line in lines)
         events.terminate()
         return received
 

@@ -527,7 +527,8 @@ class DaemonTests(TestCase):
         os.write(w, b"through\n")
         os.close(w)
         result = subprocess.run(
-            [harness.script("skd"), "sh", "-c", f"cat <&{r}; echo $LISTEN_FDS"],
+            [harness.script("skd"), "sh", "-c",
+             f"cat /dev/fd/{r}; echo $LISTEN_FDS"],
             pass_fds=(r,), capture_output=True, text=True, timeout=60,
             env=environment(LISTEN_FDS="1"))
         self.assertEqual((result.returncode, result.stdout),
@@ -672,7 +673,8 @@ class EndpointTests(TestCase):
         port = listening.getsockname()[1]
         fd = listening.fileno()
         process = subprocess.Popen(
-            ["sh", "-c",
+            # bash, not dash: dash cannot redirect from a descriptor above 9.
+            ["bash", "-c",
              f'export LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=web; '
              f'exec "$0" "$@" 3<&{fd}',
              harness.script("skd"), "-t", "systemd:domain=INET:index=0",
