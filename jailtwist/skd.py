@@ -8,7 +8,7 @@ The accept path is built for rate: the listening socket is read by a small
 L{IReadDescriptor} of its own (not a Twisted protocol), every accepted
 connection is handed to the child with C{posix_spawn} (the socket itself
 becomes the child's stdin and stdout: no byte passes through this process),
-and every child is watched through a pidfd on the same reactor.  Every
+and every child is reaped on the reactor's own C{SIGCHLD} wake-up.  Every
 descriptor this process opens is close-on-exec, so a child inherits exactly
 its 0, 1 and 2.
 
@@ -508,6 +508,8 @@ class LibcSpawn:
     _SIGSET_SIZE = 256
     #: Room for a connection's own variables in the reused C{envp}.
     _EXTRA_SLOTS = 16
+    #: File actions kept for this many descriptor numbers at most.
+    _DUP_CACHE_SIZE = 32
 
     def __init__(self):
         # posix_spawn releases the GIL while the kernel starts the child
@@ -536,7 +538,7 @@ class LibcSpawn:
         self._encoded = {}
         self._envBase = self._envArray = None
         self._envUsed = 0
-        self._actions = ctypes.create_string_buffer(self._ACTIONS_SIZE)
+        self._dupCache = {}
         self._attr = ctypes.create_string_buffer(self._ATTR_SIZE)
         mask = ctypes.create_string_buffer(self._SIGSET_SIZE)
         default = ctypes.create_string_buffer(self._SIGSET_SIZE)
@@ -597,6 +599,29 @@ class LibcSpawn:
                 out.append(entry)
         return out
 
+    def _dupActions(self, stdio):
+        """
+        File actions that make C{stdio} the child's 0 and 1.  Accepted
+        connections keep getting the same lowest free descriptor, so the
+        actions are built once per descriptor number and kept (building
+        them costs four C calls, and glibc checks the descriptor limit
+        twice per C{dup2} action).
+        """
+        actions = self._dupCache.get(stdio)
+        if actions is None:
+            actions = ctypes.create_string_buffer(self._ACTIONS_SIZE)
+            for error in (self._actionsInit(actions),
+                          self._actionsDup2(actions, stdio, 0),
+                          self._actionsDup2(actions, stdio, 1)):
+                if error:
+                    self._actionsDestroy(actions)
+                    raise OSError(error, os.strerror(error))
+            if len(self._dupCache) >= self._DUP_CACHE_SIZE:
+                self._actionsDestroy(self._dupCache.pop(
+                    next(iter(self._dupCache))))
+            self._dupCache[stdio] = actions
+        return actions
+
     @staticmethod
     def _function(function, argtypes):
         function.argtypes = argtypes
@@ -620,12 +645,7 @@ class LibcSpawn:
         if isinstance(argv, list):
             argv = self.arguments(argv)
         env = self._environment(environ)
-        actions = None
-        if stdio is not None:
-            actions = self._actions
-            self._actionsInit(actions)
-            self._actionsDup2(actions, stdio, 0)
-            self._actionsDup2(actions, stdio, 1)
+        actions = None if stdio is None else self._dupActions(stdio)
         return (os.fsencode(executable), argv, env, actions)
 
     def run(self, prepared):
@@ -637,12 +657,8 @@ class LibcSpawn:
         """
         executable, argv, env, actions = prepared
         pid = ctypes.c_int()
-        try:
-            error = self._spawn(ctypes.byref(pid), executable, actions,
-                                self._attr, argv, env)
-        finally:
-            if actions is not None:
-                self._actionsDestroy(actions)
+        error = self._spawn(ctypes.byref(pid), executable, actions,
+                            self._attr, argv, env)
         if error:
             raise OSError(error, os.strerror(error))
         return pid.value
@@ -901,6 +917,99 @@ class ChildWatch:
 
 
 
+class SigchldReaper:
+    """
+    Reap watched children when the reactor's own C{SIGCHLD} wake-up runs
+    C{twisted.internet.process.reapAllProcesses}.  A connection then costs
+    no pidfd, no reader and no extra reactor event: the reactor wakes for
+    C{SIGCHLD} anyway, and one wake-up reaps every child that has exited.
+
+    Children of this process that are not watched here (Twisted's own, or
+    a L{ChildWatch}'s) are never reaped here: C{waitid(WNOWAIT)} only looks.
+    """
+
+    #: Our key in Twisted's table of reap handlers; never a pid, so it
+    #: cannot collide with a C{spawnProcess} child's entry.
+    key = "jailtwist.skd"
+
+    def __init__(self):
+        self.watched = {}
+
+    def watch(self, pid, onExit):
+        if not self.watched:
+            from twisted.internet import process
+            process.reapProcessHandlers[self.key] = self
+        self.watched[pid] = onExit
+        return _ReapedChild(self, pid)
+
+    def forget(self, pid):
+        self.watched.pop(pid, None)
+        if not self.watched:
+            from twisted.internet import process
+            process.reapProcessHandlers.pop(self.key, None)
+
+    def reapProcess(self):
+        """
+        Called by C{reapAllProcesses}: reap every watched child that has
+        exited.
+        """
+        peek = os.WEXITED | os.WNOHANG | os.WNOWAIT
+        while self.watched:
+            try:
+                info = os.waitid(os.P_ALL, 0, peek)
+            except ChildProcessError:
+                return
+            if info is None:
+                return
+            if info.si_pid not in self.watched:
+                # Someone else's child comes first; look at ours one by one.
+                for pid in list(self.watched):
+                    self._reap(pid, os.WNOHANG)
+                return
+            self._reap(info.si_pid, 0)
+
+    def _reap(self, pid, flags):
+        try:
+            done, status = os.waitpid(pid, flags)
+        except ChildProcessError:
+            done, status = pid, 0
+        if done:
+            onExit = self.watched[pid]
+            self.forget(pid)
+            onExit(pid, status)
+
+
+
+class _ReapedChild:
+    """
+    A child watched by a L{SigchldReaper}; C{close} stops watching it.
+    """
+
+    def __init__(self, reaper, pid):
+        self.pid = pid
+        self._reaper = reaper
+
+    def close(self):
+        self._reaper.forget(self.pid)
+
+
+
+_reaper = SigchldReaper()
+
+
+def watchChildExit(reactor, pid, onExit):
+    """
+    Watch child C{pid} and call C{onExit(pid, status)} once it is reaped:
+    through the reactor's C{SIGCHLD} wake-up when the running reactor has
+    installed one (it has in C{skd} and C{twistd}), else through a
+    L{ChildWatch}.
+    """
+    if callable(signal.getsignal(signal.SIGCHLD)) and reactor.running:
+        return _reaper.watch(pid, onExit)
+    return ChildWatch(reactor, pid, onExit)
+
+
+
 def describeExit(program, pid, status):
     """
     @return: C{(format, fields)} for a child's wait status.
@@ -1004,7 +1113,7 @@ class SocketDaemon(_ChildService):
         @param announce: called with the bound port, once listening, when
             port 0 was asked for (skd prints it on stdout).
         @param watchChild: called as C{watchChild(reactor, pid, onExit)} to
-            watch a child; L{ChildWatch} by default.
+            watch a child; L{watchChildExit} by default.
         """
         self.listener = listener
         self.launcher = launcher
@@ -1014,7 +1123,7 @@ class SocketDaemon(_ChildService):
         self._environ = environ
         self._announce = announce
         self._reactor = reactor
-        self._watchChild = ChildWatch if watchChild is None else watchChild
+        self._watchChild = watchChildExit if watchChild is None else watchChild
         self.children = {}
         self._reader = None
         self._reading = False
@@ -1222,7 +1331,7 @@ class Supervisor(_ChildService):
                       program=self.launcher.program, error=e.strerror or e)
             self._finished(1 << 8)
             return
-        self.child = ChildWatch(self.reactor, pid, self._exited)
+        self.child = watchChildExit(self.reactor, pid, self._exited)
 
     def _exited(self, pid, status):
         self.child = None

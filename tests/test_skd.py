@@ -6,6 +6,7 @@ fake children.
 """
 
 import os
+import signal
 import socket
 
 from twisted.application.service import IService
@@ -19,7 +20,8 @@ from zope.interface.verify import verifyObject
 from jailtwist.errors import JailtwistError
 from jailtwist.skd import (
     ChildWatch, EndpointListener, LibcSpawn, IListener, IProgramLauncher, InetListener, JailLauncher,
-    PidFile, SocketDaemon, SpawnLauncher, StderrLog, Supervisor,
+    PidFile, SigchldReaper, SocketDaemon, SpawnLauncher, StderrLog,
+    Supervisor, watchChildExit,
     UnixListener, baseEnvironment, connectionEnvironment,
     datagramEnvironment, describeExit, parseInetAddress, parseLogSpec,
     privilegeTarget, resolveProgram, _Readable)
@@ -633,7 +635,7 @@ class SupervisorTests(SynchronousTestCase):
             watches.append(FakeWatch(reactor, pid, onExit))
             return watches[-1]
         import jailtwist.skd as skd
-        self.patch(skd, "ChildWatch", watch)
+        self.patch(skd, "watchChildExit", watch)
         supervisor = Supervisor(launcher, restart=True, reactor=reactor,
                                 environ={"A": "1"})
         supervisor.startService()
@@ -655,7 +657,7 @@ class SupervisorTests(SynchronousTestCase):
         reactor = MemoryReactorClock()
         import jailtwist.skd as skd
         watches = []
-        self.patch(skd, "ChildWatch",
+        self.patch(skd, "watchChildExit",
                    lambda r, p, o: watches.append(FakeWatch(r, p, o))
                    or watches[-1])
         supervisor = Supervisor(FakeLauncher(), reactor=reactor)
@@ -738,16 +740,9 @@ class ChildWatchTests(SynchronousTestCase):
     no pidfd can be had.
     """
 
-    def spawnExited(self, status):
-        pid = os.posix_spawn("/bin/sh", ["sh", "-c", f"exit {status}"],
-                             os.environ)
-        # Wait (without reaping) until the real child has exited.
-        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
-        return pid
-
     def test_pidfd(self):
         reactor = MemoryReactorClock()
-        pid = self.spawnExited(3)
+        pid = spawnExited(3)
         exits = []
         watch = ChildWatch(reactor, pid, lambda *a: exits.append(a))
         [reader] = reactor.getReaders()
@@ -763,7 +758,7 @@ class ChildWatchTests(SynchronousTestCase):
         def refuse(pid):
             raise OSError(24, "Too many open files")
         self.patch(os, "pidfd_open", refuse)
-        pid = self.spawnExited(0)
+        pid = spawnExited(0)
         exits = []
         ChildWatch(reactor, pid, lambda *a: exits.append(a))
         self.assertEqual((reactor.getReaders(), exits), ([], []))
@@ -781,6 +776,88 @@ class ChildWatchTests(SynchronousTestCase):
         reader = _Readable(0, broken, "skd")
         self.assertIsNone(reader.doRead())
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+
+def spawnExited(status):
+    """
+    A real child that has exited with C{status} and is not reaped yet.
+    """
+    pid = os.posix_spawn("/bin/sh", ["sh", "-c", f"exit {status}"],
+                         os.environ)
+    os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+    return pid
+
+
+class SigchldReaperTests(SynchronousTestCase):
+    """
+    The reactor's C{SIGCHLD} wake-up reaps every watched child that has
+    exited, and only those.
+    """
+
+    def setUp(self):
+        from twisted.internet import process
+        self.handlers = process.reapProcessHandlers
+        self.reaper = SigchldReaper()
+        self.addCleanup(lambda: self.handlers.pop(SigchldReaper.key, None))
+
+    def test_reapsWatchedChildren(self):
+        exits = []
+        first, second = spawnExited(3), spawnExited(0)
+        self.reaper.watch(first, lambda *a: exits.append(a))
+        self.reaper.watch(second, lambda *a: exits.append(a))
+        self.assertIs(self.handlers[SigchldReaper.key], self.reaper)
+        self.reaper.reapProcess()
+        self.assertEqual(sorted(exits), sorted([(first, 3 << 8),
+                                                (second, 0)]))
+        self.assertEqual(self.reaper.watched, {})
+        self.assertNotIn(SigchldReaper.key, self.handlers)
+
+    def test_othersLeftAlone(self):
+        """
+        A child that is not watched here is neither reaped nor in the way of
+        a watched one that exited after it.
+        """
+        stranger = spawnExited(5)
+        self.addCleanup(os.waitpid, stranger, 0)
+        ours = spawnExited(1)
+        exits = []
+        self.reaper.watch(ours, lambda *a: exits.append(a))
+        self.reaper.reapProcess()
+        self.assertEqual(exits, [(ours, 1 << 8)])
+        info = os.waitid(os.P_PID, stranger, os.WEXITED | os.WNOHANG
+                         | os.WNOWAIT)
+        self.assertEqual((info.si_pid, info.si_status), (stranger, 5))
+
+    def test_runningChildWaits(self):
+        running = os.posix_spawn("/bin/sleep", ["sleep", "30"], os.environ)
+        self.addCleanup(lambda: (os.kill(running, signal.SIGKILL),
+                                 os.waitpid(running, 0)))
+        exits = []
+        self.reaper.watch(running, lambda *a: exits.append(a))
+        self.reaper.reapProcess()
+        self.assertEqual(exits, [])
+        self.assertIn(running, self.reaper.watched)
+
+    def test_close(self):
+        pid = spawnExited(0)
+        self.addCleanup(os.waitpid, pid, 0)
+        exits = []
+        self.reaper.watch(pid, lambda *a: exits.append(a)).close()
+        self.reaper.reapProcess()
+        self.assertEqual(exits, [])
+        self.assertNotIn(SigchldReaper.key, self.handlers)
+
+    def test_choice(self):
+        """
+        Children are left to a L{ChildWatch} unless the reactor is running
+        with its C{SIGCHLD} handler installed.
+        """
+        reactor = MemoryReactorClock()
+        pid = spawnExited(0)
+        watch = watchChildExit(reactor, pid, lambda *a: None)
+        self.assertIsInstance(watch, ChildWatch)
+        watch.close()
+        os.waitpid(pid, 0)
 
 
 class LibcSpawnTests(SynchronousTestCase):
