@@ -30,6 +30,7 @@ import subprocess
 import sys
 
 from twisted.application import service
+from twisted.internet import process as twistedProcess
 from twisted.internet.interfaces import IReadDescriptor
 from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
@@ -937,16 +938,14 @@ class SigchldReaper:
 
     def watch(self, pid, onExit):
         if not self.watched:
-            from twisted.internet import process
-            process.reapProcessHandlers[self.key] = self
+            twistedProcess.reapProcessHandlers[self.key] = self
         self.watched[pid] = onExit
         return _ReapedChild(self, pid)
 
     def forget(self, pid):
         self.watched.pop(pid, None)
         if not self.watched:
-            from twisted.internet import process
-            process.reapProcessHandlers.pop(self.key, None)
+            twistedProcess.reapProcessHandlers.pop(self.key, None)
 
     def reapProcess(self):
         """
@@ -976,7 +975,11 @@ class SigchldReaper:
         if done:
             onExit = self.watched[pid]
             self.forget(pid)
-            onExit(pid, status)
+            try:
+                onExit(pid, status)
+            except Exception:
+                # The other children must still be reaped in this pass.
+                log.failure("Error handling the exit of pid {pid}", pid=pid)
 
 
 

@@ -838,6 +838,21 @@ class SigchldReaperTests(SynchronousTestCase):
         self.assertEqual(exits, [])
         self.assertIn(running, self.reaper.watched)
 
+    def test_errorInCallback(self):
+        """
+        A callback that fails is logged and the other children are still
+        reaped in the same pass.
+        """
+        exits = []
+
+        def broken(pid, status):
+            raise RuntimeError("boom")
+        self.reaper.watch(spawnExited(0), broken)
+        self.reaper.watch(spawnExited(2), lambda *a: exits.append(a[1]))
+        self.reaper.reapProcess()
+        self.assertEqual(exits, [2 << 8])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
     def test_close(self):
         pid = spawnExited(0)
         self.addCleanup(os.waitpid, pid, 0)
