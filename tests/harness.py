@@ -8,6 +8,7 @@ machine check L{isolated} first and refuse to run outside it.
 """
 
 import os
+import select
 import shutil
 import subprocess
 import sys
@@ -75,6 +76,25 @@ def jailParent(testCase):
     os.chmod(path, 0o755)
     testCase.addCleanup(shutil.rmtree, path, True)
     return FilePath(path)
+
+
+def readLine(stream, timeout=15.0):
+    """
+    One line from a pipe of a real process, or an assertion after timeout
+    (a plain C{readline} would hang the whole run if the line never came).
+    """
+    deadline = time.monotonic() + timeout
+    line = b""
+    fd = stream.fileno()
+    while not line.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            raise AssertionError(f"no line within {timeout}s (got {line!r})")
+        chunk = os.read(fd, 1)
+        if not chunk:
+            raise AssertionError(f"EOF before a full line (got {line!r})")
+        line += chunk
+    return line.decode()
 
 
 def waitFor(predicate, timeout=15.0, what="condition"):

@@ -9,7 +9,6 @@ Run under C{tests/isolated} (as root).
 
 import json
 import os
-import select
 import signal
 import subprocess
 import time
@@ -31,6 +30,24 @@ PKILL = ('n=0; for p in /proc/[0-9]*; do q=${p#/proc/}; '
          '[ "$q" = "$$" ] && continue; '
          'if /bin/busybox grep -qs "$1" $p/cmdline; then '
          '/bin/busybox kill -HUP $q && n=$((n+1)); fi; done; echo $n')
+
+
+def waitForGate(gate):
+    """
+    A host command that blocks until the test creates C{gate}: used in place
+    of a sleep that a slow machine might outrun.
+    """
+    return f"while [ ! -e {gate} ]; do sleep 0.05; done"
+
+
+def waitInJail(pid, jail):
+    """
+    Wait until process C{pid} (started through C{chroot}) has its root in
+    C{jail}: only then is it a process of that jail.
+    """
+    jail = os.path.realpath(jail)
+    harness.waitFor(lambda: os.readlink(f"/proc/{pid}/root") == jail,
+                    what=f"pid {pid} to enter {jail}")
 
 
 def _gone(pid):
@@ -321,6 +338,7 @@ class ChrootJailTests(TestCase):
             ["chroot", self.jail, "/bin/busybox", "sleep", "600"])
         self.addCleanup(self.process.wait)
         self.addCleanup(self.process.kill)
+        waitInJail(self.process.pid, self.jail)
         self.daemon = Daemon(self).start()
         self.out = self.daemon.directory.child("out")
 
@@ -350,23 +368,21 @@ class ChrootJailTests(TestCase):
         The daemon logs a step as it publishes it, so the log alone does not
         prove the client has received the event yet.
         """
-        received, pending = [], b""
-        deadline = time.monotonic() + timeout
-        fd = events.stdout.fileno()
+        received = []
         while not received or received[-1]["kind"] != lastKind:
-            ready, _, _ = select.select([fd], [], [],
-                                        max(0, deadline - time.monotonic()))
-            if not ready:
-                raise AssertionError(f"timed out waiting for a {lastKind} "
-                                     f"event; got {received}")
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                raise AssertionError(f"event stream ended before {lastKind}; "
-                                     f"got {received}")
-            *lines, pending = (pending + chunk).split(b"\n")
-            received.extend(json.loads(line) for line in lines)
+            received.append(json.loads(harness.readLine(events.stdout,
+                                                        timeout)))
         events.terminate()
         return received
+
+    def gate(self):
+        """
+        A path a host command waits for (see L{WAIT_FOR_GATE}); it is
+        created at cleanup, so no command is left waiting.
+        """
+        gate = self.daemon.directory.child("gate").path
+        self.addCleanup(lambda: open(gate, "a").close())
+        return gate
 
     def pkill(self, title):
         return int(self.inJail(PKILL, title))
@@ -427,11 +443,14 @@ class ChrootJailTests(TestCase):
         once.
         """
         out = self.out.path
-        self.attach(f"echo start >> {out}; sleep 1; echo end >> {out}",
-                    "-r", "-t", "ZFS_SNAPSHOT")
+        gate = self.gate()
+        self.attach(f"echo start >> {out}; {waitForGate(gate)}; "
+                    f"echo end >> {out}", "-r", "-t", "ZFS_SNAPSHOT")
         self.assertEqual(self.pkill("ZFS_SNAPSHOT"), 1)
         harness.waitFor(self.lines, what="the command to start")
         self.assertEqual(self.pkill("ZFS_SNAPSHOT"), 0)
+        # Let the first run finish; the second goes straight through.
+        open(gate, "w").close()
         harness.waitFor(lambda: self.pkill("ZFS_SNAPSHOT") == 1, 10,
                         "the respawned probe")
         harness.waitFor(lambda: len(self.lines()) == 4, 10,
@@ -444,12 +463,15 @@ class ChrootJailTests(TestCase):
         """
         C{-R}: the probe is back at once, while the command still runs.
         """
-        self.attach(f"sleep 3; echo done >> {self.out.path}", "-R", "-t",
-                    "UPDATE_ROUTING")
+        gate = self.gate()
+        self.attach(f"{waitForGate(gate)}; echo done >> {self.out.path}",
+                    "-R", "-t", "UPDATE_ROUTING")
         self.assertEqual(self.pkill("UPDATE_ROUTING"), 1)
         harness.waitFor(lambda: "UPDATE_ROUTING" in self.inJail(
             "/bin/busybox ps"), what="the new probe")
         self.assertEqual(self.lines(), [])
+        open(gate, "w").close()
+        harness.waitFor(self.lines, what="the command to finish")
 
     def test_uid(self):
         """
@@ -637,7 +659,9 @@ if child == 0:
         os.execv("/bin/busybox", ["/bin/busybox", "sleep", "600"])
     os.waitpid(inner, 0)
     os._exit(0)
-os.read(ready[0], 1)
+os.close(ready[1])
+if os.read(ready[0], 1) != b"x":
+    sys.exit("the jail's process could not unshare")
 for name, text in (("setgroups", setgroups), ("uid_map", "0 100000 65536"),
                    ("gid_map", "0 100000 65536")):
     with open(f"/proc/{child}/{name}", "w") as f:
@@ -647,7 +671,14 @@ while True:
     with open(f"/proc/{child}/task/{child}/children") as f:
         inner = f.read().split()
     if inner:
-        break
+        try:
+            # Ready once it runs busybox inside the jail.
+            if os.readlink(f"/proc/{inner[0]}/exe").endswith("/busybox"):
+                break
+        except OSError:
+            pass
+    elif os.waitpid(child, os.WNOHANG)[0]:
+        sys.exit("the jail's process ended")
     time.sleep(0.01)
 print(inner[0], flush=True)
 os.waitpid(child, 0)
@@ -665,9 +696,9 @@ class UserNamespaceJailTests(TestCase):
         jail = busyboxJail(self, probe=False)
         process = subprocess.Popen(
             [harness.BIN.child("python").path, "-c", USERNS_JAIL, jail,
-             setgroups], stdout=subprocess.PIPE, text=True)
+             setgroups], stdout=subprocess.PIPE)
         self.addCleanup(process.wait)
-        self.jailPid = int(process.stdout.readline())
+        self.jailPid = int(harness.readLine(process.stdout))
         self.addCleanup(os.kill, self.jailPid, signal.SIGKILL)
         self.daemon = Daemon(self).start()
         self.out = self.daemon.directory.child("out")
@@ -756,7 +787,7 @@ class SuiteTests(TestCase):
                       ping.stdout)
         events = subprocess.Popen(
             [harness.script("jailtwist"), "-f", socket, "events", "--json",
-             "--kind", "relay-throttled"], stdout=subprocess.PIPE, text=True)
+             "--kind", "relay-throttled"], stdout=subprocess.PIPE)
         self.addCleanup(events.wait)
         self.addCleanup(events.terminate)
         harness.waitFor(lambda: "follows events" in open(log).read(),
@@ -767,12 +798,13 @@ class SuiteTests(TestCase):
                            check=True)
         lines = syslog.waitForLines(1)
         self.assertIn("hello from the jail 0", lines[0])
-        throttled = json.loads(events.stdout.readline())
+        throttled = json.loads(harness.readLine(events.stdout))
         self.assertEqual(throttled["socket"], f"{jail}/dev/log")
         sleeper = subprocess.Popen(["chroot", jail, "/bin/busybox", "sleep",
                                     "600"])
         self.addCleanup(sleeper.wait)
         self.addCleanup(sleeper.kill)
+        waitInJail(sleeper.pid, jail)
         result = harness.run("jaildaemon", "-f", socket, "-c", "true", "-j",
                              f"pid:{sleeper.pid}", "-t", "SUITE_PROBE")
         self.assertEqual(result.returncode, 0, result.stderr)

@@ -357,8 +357,7 @@ class BypassTests(WalkthroughTestCase):
         result = self.sshd.rsync("jtssh1@127.0.0.1::m/", cwd=self.local.path)
         self.assertNotEqual(result.returncode, 0, result.stdout)
         self.assertFalse(os.path.exists(pwned))
-        self.assertIn("not as a daemon (--daemon)", "\n".join(
-            self.syslog.lines()))
+        self.assertLogged("not as a daemon (--daemon)")
         # rsync as the server end works, files owned by the account.
         self.local.child("r.txt").setContent(b"rsynced\n")
         result = self.sshd.rsync("-a", "r.txt", "jtssh1@127.0.0.1:r.txt",
