@@ -651,6 +651,126 @@ def confine(confinement):
         setNoNewPrivs()
 
 
+# -- the syscall filter of a jail with a capability ceiling ------------------
+#
+# Capabilities do not cover three ways a jailed root reaches past its jail
+# without a user namespace: the kernel keyrings are per uid, not per jail
+# (uid 0 in the jail reads and writes the host root's user and persistent
+# keyrings); a new user namespace gives back every capability inside it (and
+# the kernel's attack surface that comes with one); and a setuid-root file
+# made in the jail is setuid root for host users who can reach the jail's
+# directory.  A seccomp filter refuses exactly those calls, as Docker's
+# default profile (keyrings, user namespaces) and systemd's RestrictSUIDSGID=
+# do.  io_uring is refused too, since its operations bypass the filter.
+
+SECCOMP_SET_MODE_FILTER = 1
+_SYS_SECCOMP = {"x86_64": 317}
+_AUDIT_ARCH_X86_64 = 0xC000003E
+_X32_SYSCALL_BIT = 0x40000000
+_RET_ALLOW = 0x7FFF0000
+_RET_ERRNO = 0x00050000
+_BPF_LD_ABS = 0x20   # BPF_LD | BPF_W | BPF_ABS
+_BPF_JEQ = 0x15      # BPF_JMP | BPF_JEQ | BPF_K
+_BPF_JGE = 0x35      # BPF_JMP | BPF_JGE | BPF_K
+_BPF_JSET = 0x45     # BPF_JMP | BPF_JSET | BPF_K
+_BPF_RET = 0x06      # BPF_RET | BPF_K
+_SETID_MODE = 0o6000
+_CREATES = os.O_CREAT | 0o20000000   # O_CREAT or __O_TMPFILE
+
+#: (syscall number, [(argument index, mask), ...], errno) on x86_64: the
+#: call is refused when every listed argument has a bit of its mask set.
+_FILTERED_X86_64 = (
+    (248, (), errno.EPERM),                          # add_key
+    (249, (), errno.EPERM),                          # request_key
+    (250, (), errno.EPERM),                          # keyctl
+    (272, ((0, CLONE_NEWUSER),), errno.EPERM),       # unshare
+    (56, ((0, CLONE_NEWUSER),), errno.EPERM),        # clone
+    (435, (), errno.ENOSYS),                         # clone3: flags unseen
+    (90, ((1, _SETID_MODE),), errno.EPERM),          # chmod
+    (91, ((1, _SETID_MODE),), errno.EPERM),          # fchmod
+    (268, ((2, _SETID_MODE),), errno.EPERM),         # fchmodat
+    (452, ((2, _SETID_MODE),), errno.EPERM),         # fchmodat2
+    (2, ((1, _CREATES), (2, _SETID_MODE)), errno.EPERM),    # open
+    (257, ((2, _CREATES), (3, _SETID_MODE)), errno.EPERM),  # openat
+    (85, ((1, _SETID_MODE),), errno.EPERM),          # creat
+    (133, ((1, _SETID_MODE),), errno.EPERM),         # mknod
+    (259, ((2, _SETID_MODE),), errno.EPERM),         # mknodat
+    (437, (), errno.ENOSYS),                         # openat2: how unseen
+    (425, (), errno.EPERM),                          # io_uring_setup
+    (426, (), errno.EPERM),                          # io_uring_enter
+    (427, (), errno.EPERM),                          # io_uring_register
+)
+
+
+class _SockFilter(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte),
+                ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint32)]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort),
+                ("filter", ctypes.POINTER(_SockFilter))]
+
+
+def _argumentOffset(index):
+    # struct seccomp_data: nr, arch, instruction_pointer, args[6]; the low
+    # 32 bits of a 64-bit argument come first on little-endian x86_64.
+    return 16 + 8 * index
+
+
+def filterProgram(rules=_FILTERED_X86_64):
+    """
+    The classic BPF program of the jail's syscall filter, as a list of
+    C{(code, jt, jf, k)}: calls of another architecture and x32 calls are
+    refused with C{ENOSYS}; each rule refuses its call (when its argument
+    masks match) with its errno; everything else is allowed.
+    """
+    program = [(_BPF_LD_ABS, 0, 0, 4),
+               (_BPF_JEQ, 1, 0, _AUDIT_ARCH_X86_64),
+               (_BPF_RET, 0, 0, _RET_ERRNO | errno.ENOSYS),
+               (_BPF_LD_ABS, 0, 0, 0),
+               (_BPF_JGE, 0, 1, _X32_SYSCALL_BIT),
+               (_BPF_RET, 0, 0, _RET_ERRNO | errno.ENOSYS)]
+    for number, masks, error in rules:
+        # LD nr; JEQ number; (LD arg; JSET mask)*; RET errno.  Every "no"
+        # jumps past the rule's end, to the next rule's LD nr.
+        length = 2 + 2 * len(masks) + 1
+        program.append((_BPF_LD_ABS, 0, 0, 0))
+        program.append((_BPF_JEQ, 0, length - 2, number))
+        for position, (index, mask) in enumerate(masks):
+            left = length - 2 - 2 * position
+            program.append((_BPF_LD_ABS, 0, 0, _argumentOffset(index)))
+            program.append((_BPF_JSET, 0, left - 2, mask))
+        program.append((_BPF_RET, 0, 0, _RET_ERRNO | error))
+    program.append((_BPF_RET, 0, 0, _RET_ALLOW))
+    return program
+
+
+def installSyscallFilter():
+    """
+    Install the jail's syscall filter (see L{filterProgram}) on the calling
+    thread, for good: it is inherited across fork and exec and cannot be
+    removed.  Needs C{PR_SET_NO_NEW_PRIVS} or C{CAP_SYS_ADMIN}.
+
+    @raise EnterError: on an architecture the filter is not written for,
+        or when the kernel refuses it.
+    """
+    machine = os.uname().machine
+    if machine not in _SYS_SECCOMP:
+        raise EnterError("seccomp", f"the syscall filter exists for x86_64 "
+                                    f"only, not {machine}; launch without "
+                                    f"a capability ceiling")
+    program = filterProgram()
+    instructions = (_SockFilter * len(program))(*program)
+    fprog = _SockFprog(len(program), instructions)
+    try:
+        _syscall(_SYS_SECCOMP[machine], ctypes.c_uint(SECCOMP_SET_MODE_FILTER),
+                 ctypes.c_uint(0), ctypes.byref(fprog))
+    except OSError as e:
+        raise EnterError("seccomp", f"could not install the syscall filter: "
+                                    f"{e.strerror}", e.errno) from None
+
+
 # -- logins -------------------------------------------------------------------
 
 _USERNS_SETTINGS = (
@@ -1820,6 +1940,10 @@ def _exec(spec, errorFd=None):
     """
     iso = spec.isolation
     try:
+        if iso.capabilities is not None:
+            # Installed while still root (CAP_SYS_ADMIN needs no
+            # no_new_privs for it); nothing below needs a filtered call.
+            installSyscallFilter()
         if spec.uid is not None or spec.gid is not None:
             uid = spec.uid if spec.uid is not None else os.getuid()
             gid = spec.gid if spec.gid is not None else os.getgid()

@@ -5,12 +5,14 @@ groups, capability sets, no_new_privs, its root, its network, its host
 name).
 """
 
+import ctypes
 import errno
 import json
 import os
-import sys
 import socket
+import stat
 import subprocess
+import sys
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -479,6 +481,92 @@ class LaunchApiTests(SynchronousTestCase):
             return [status, left]
 
         self.assertEqual(inChild(child), [0, "none"])
+
+
+class SyscallFilterTests(SynchronousTestCase):
+    """
+    The seccomp filter of a jail with a capability ceiling, installed in a
+    real forked child.
+    """
+
+    def inFilteredChild(self, code):
+        """
+        Fork, install the filter, run C{code(directory)} in the child and
+        return what it returned (a short text).
+        """
+        directory = harness.shortTempDir(self)
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(r)
+                enter.installSyscallFilter()
+                os.write(w, code(directory.path).encode())
+            finally:
+                os._exit(0)
+        os.close(w)
+        with os.fdopen(r) as f:
+            out = f.read()
+        os.waitpid(pid, 0)
+        return out
+
+    @staticmethod
+    def attempt(call, *args):
+        try:
+            call(*args)
+        except OSError as e:
+            return errno.errorcode[e.errno]
+        return "ok"
+
+    def test_setuidBits(self):
+        def code(d):
+            f = os.path.join(d, "f")
+            a = self.attempt
+            results = [
+                a(lambda: os.close(os.open(f, os.O_CREAT | os.O_WRONLY,
+                                           0o644))),
+                a(os.chmod, f, 0o4755), a(os.chmod, f, 0o2755),
+                a(os.chmod, f, 0o755),
+                a(lambda: os.close(os.open(os.path.join(d, "g"),
+                                           os.O_CREAT | os.O_WRONLY,
+                                           0o4755))),
+                a(lambda: os.close(os.open(d, os.O_TMPFILE | os.O_WRONLY,
+                                           0o2755))),
+                a(os.mknod, os.path.join(d, "n"), stat.S_IFREG | 0o4755),
+                a(lambda: os.close(os.open(f, os.O_RDONLY)))]
+            return " ".join(results)
+        self.assertEqual(self.inFilteredChild(code).split(),
+                         ["ok", "EPERM", "EPERM", "ok", "EPERM", "EPERM",
+                          "EPERM", "ok"])
+
+    def test_keyringsAndUserNamespaces(self):
+        def code(d):
+            libc = ctypes.CDLL(None, use_errno=True)
+
+            def call(result):
+                return "ok" if result >= 0 else errno.errorcode[
+                    ctypes.get_errno()]
+            return " ".join([
+                call(libc.syscall(250, 0, -4, 0)),          # keyctl
+                call(libc.unshare(enter.CLONE_NEWUSER)),
+                call(libc.syscall(435, None, 0)),           # clone3
+                # A child still starts (glibc falls back from clone3).
+                str(subprocess.run(["/bin/true"]).returncode)])
+        self.assertEqual(self.inFilteredChild(code).split(),
+                         ["EPERM", "EPERM", "ENOSYS", "0"])
+
+    def test_program(self):
+        """
+        Every rule's jumps land inside the program, on a load of the call
+        number or on the final allow.
+        """
+        program = enter.filterProgram()
+        for at, (code, jt, jf, k) in enumerate(program):
+            if code in (enter._BPF_JEQ, enter._BPF_JGE, enter._BPF_JSET):
+                for target in (at + 1 + jt, at + 1 + jf):
+                    self.assertLess(target, len(program))
+        self.assertEqual(program[-1], (enter._BPF_RET, 0, 0,
+                                       enter._RET_ALLOW))
 
 
 class ImportTests(SynchronousTestCase):

@@ -143,6 +143,15 @@ int main(int argc, char **argv) {
                        -3 /* KEY_SPEC_SESSION_KEYRING */, 0));
         return 0;
     }
+    if (argc >= 2 && !strcmp(argv[1], "keys")) {
+        report("user keyring", syscall(SYS_keyctl, 0 /* GET_KEYRING_ID */,
+                                       -4 /* KEY_SPEC_USER_KEYRING */, 0));
+        report("add_key", syscall(SYS_add_key, "user", "jailtwist-test", "x",
+                                  1, -4 /* KEY_SPEC_USER_KEYRING */));
+        report("persistent", syscall(SYS_keyctl, 22 /* GET_PERSISTENT */,
+                                     -1, -3));
+        return 0;
+    }
     if (argc >= 2 && !strcmp(argv[1], "handle")) {
         struct { struct file_handle fh; unsigned char bytes[128]; } h;
         int mountId, fd;
@@ -164,7 +173,7 @@ int main(int argc, char **argv) {
                                   offsetof(struct sockaddr_un, sun_path) + 1 + strlen(argv[2])));
         return 0;
     }
-    fprintf(stderr, "usage: probe escape | fd N | bind IP PORT | connect IP PORT | tiocsti | keyring\n");
+    fprintf(stderr, "usage: probe escape | fd N | bind IP PORT | connect IP PORT | tiocsti | keyring | keys\n");
     return 2;
 }
 """
@@ -680,23 +689,35 @@ class EscapeTests(LaunchTestCase):
         self.assertEqual(result.stderr.count("permission denied"), 3,
                          result.stderr)
 
-    def test_nestedUserNamespaceGainsNothing(self):
+    def test_userNamespaceRefused(self):
         """
-        Jailed root may still create a user namespace (the kernel lets
-        anyone), but cannot map root into it (that needs CAP_SETFCAP, out
-        of the ceiling), and the capabilities it holds there do not reach
-        the jail's locked mounts, sysctls or devices.
+        A user namespace would give jailed root every capability inside it
+        (and the kernel surface that comes with one): the syscall filter
+        refuses it, through unshare and through clone.
         """
         result = self.inside(
-            "unshare -U -r true; echo mapped=$?; "
-            "unshare -U -m sh -c 'umount /proc/sys; echo umount=$?; "
-            "echo 5 > /proc/sys/kernel/printk_ratelimit; echo write=$?; "
-            "mknod /tmp/mem c 1 1; echo mknod=$?'")
+            "unshare -U true; echo unshare=$?; "
+            "unshare -U -r true; echo mapped=$?")
         self.assertEqual(
             [line for line in result.stdout.splitlines() if "=" in line],
-            ["mapped=1", "umount=1", "write=1", "mknod=1"], result.stderr)
-        self.assertIn("can't unmount /proc/sys: Operation not permitted",
+            ["unshare=1", "mapped=1"], result.stderr)
+        self.assertIn("unshare(0x10000000): Operation not permitted",
                       result.stderr)
+
+    def test_setuidFilesRefused(self):
+        """
+        A setuid-root file made in the jail would be setuid root for host
+        users who can reach the jail: jailed root cannot set those bits.
+        """
+        result = self.inside(
+            "cp /bin/busybox /tmp/s; chmod 4755 /tmp/s; echo suid=$?; "
+            "chmod 2755 /tmp/s; echo sgid=$?; chmod 700 /tmp/s; "
+            "echo plain=$?")
+        self.assertEqual(
+            [line for line in result.stdout.splitlines() if "=" in line],
+            ["suid=1", "sgid=1", "plain=0"], result.stderr)
+        mode = os.stat(self.jail + "/tmp/s").st_mode
+        self.assertEqual(mode & 0o7777, 0o700)
 
     def test_handleOpenRefused(self):
         """
@@ -812,15 +833,20 @@ class EscapeTests(LaunchTestCase):
         self.assertIn("tiocsti: ok", output)
         self.assertEqual(typed, "injected\n")
 
-    def test_ownSessionKeyring(self):
+    def test_keyringsRefused(self):
         """
-        The administrator's session keyring stays outside the jail.
+        Keyrings are per uid, not per jail: jailed root would share the host
+        root's user and persistent keyrings.  The syscall filter refuses
+        every keyring call; a plain launch (jailkit's) still has them.
         """
+        inside = self.inside("/bin/probe keys; /bin/probe keyring").stdout
+        self.assertEqual(inside.splitlines(),
+                         ["user keyring: Operation not permitted",
+                          "add_key: Operation not permitted",
+                          "persistent: Operation not permitted",
+                          "session keyring: -1"])
         outside = subprocess.run([probeBinary(), "keyring"],
                                  capture_output=True, text=True).stdout
-        inside = self.inside("/bin/probe keyring").stdout
-        self.assertIn("session keyring: ", inside)
-        self.assertNotEqual(inside, outside)
         plain = self.launch("-j", self.jail, "-x", "/bin/probe", "--",
                             "keyring").stdout
         self.assertEqual(plain, outside)
