@@ -580,10 +580,12 @@ class Confinement:
         programs inside the jail from getting them back.
     @ivar noNewPrivs: set C{PR_SET_NO_NEW_PRIVS} (setuid programs in the
         jail then run with the caller's privileges).
+    @ivar syscallFilter: install L{installSyscallFilter}'s filter (what a
+        capability ceiling for a jailed root comes with).
     """
 
     def __init__(self, root=None, cwd="/", uid=None, gid=None, groups=(),
-                 capabilities=None, noNewPrivs=False):
+                 capabilities=None, noNewPrivs=False, syscallFilter=False):
         self.root = root
         self.cwd = cwd
         self.uid = uid
@@ -592,12 +594,14 @@ class Confinement:
         self.capabilities = (None if capabilities is None
                              else frozenset(capabilities))
         self.noNewPrivs = noNewPrivs
+        self.syscallFilter = syscallFilter
 
     def __repr__(self):
         return (f"Confinement(root={self.root!r}, cwd={self.cwd!r}, "
                 f"uid={self.uid!r}, gid={self.gid!r}, groups={self.groups!r},"
                 f" capabilities={self.capabilities!r}, "
-                f"noNewPrivs={self.noNewPrivs!r})")
+                f"noNewPrivs={self.noNewPrivs!r}, "
+                f"syscallFilter={self.syscallFilter!r})")
 
 
 def chrootInto(root):
@@ -636,6 +640,9 @@ def confine(confinement):
                                       f"jail: {e.strerror}", e.errno) from None
     if c.capabilities is not None:
         limitBoundingSet(c.capabilities)
+    if c.syscallFilter:
+        # Still root here, so no no_new_privs is needed for it.
+        installSyscallFilter()
     if c.uid is not None:
         switchUser(c.uid, c.gid if c.gid is not None else c.uid, c.groups)
     elif c.gid is not None:

@@ -787,7 +787,8 @@ class JailLauncher:
         groups = () if self.gid is None else (self.gid,)
         return Confinement(root=self._root, uid=self.uid, gid=self.gid,
                            groups=groups, capabilities=self.capabilities,
-                           noNewPrivs=self.noNewPrivs)
+                           noNewPrivs=self.noNewPrivs,
+                           syscallFilter=self.capabilities is not None)
 
     def _unshareFlags(self):
         from jailtwist.enter import NAMESPACES

@@ -578,6 +578,25 @@ class DaemonTests(TestCase):
         self.assertIn("\nUid:\t0\t0\t0\t0\n", status)
         self.assertEqual(os.readlink(f"/proc/{skd.pid}/root"), "/")
 
+    def test_jailWithCeiling(self):
+        """
+        --caps: a jailed root handler keeps only the ceiling and gets the
+        syscall filter: it cannot make a setuid file.
+        """
+        harness.isolated(self)
+        root = self.busyboxRoot()
+        root.child("tmp").makedirs(ignoreExistingDirectory=True)
+        skd = Skd(self, "--jail", root.path, "--caps", "default",
+                  "-t", "127.0.0.1:0", "/bin/busybox", "sh", "-c",
+                  "/bin/busybox cp /bin/busybox /tmp/s; "
+                  "/bin/busybox chmod 4755 /tmp/s 2>/dev/null; echo suid=$?; "
+                  "/bin/busybox chmod 755 /tmp/s; echo plain=$?")
+        port = skd.port()
+        output = talk(("127.0.0.1", port))[0].decode().split()
+        self.assertEqual(output, ["suid=1", "plain=0"])
+        self.assertEqual(os.stat(root.child("tmp").child("s").path).st_mode
+                         & 0o7777, 0o755)
+
     def test_jailWithoutNetwork(self):
         """
         --unshare net: the jailed handler still talks over its connection,
