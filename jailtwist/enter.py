@@ -1631,6 +1631,10 @@ class _JailChild:
         flags = 0
         if iso.filesystem or iso.pid:
             flags |= CLONE_NEWNS
+        if iso.pid:
+            # The host's cgroup path (often naming the service or user that
+            # launched the jail) stays out of /proc/self/cgroup.
+            flags |= CLONE_NEWCGROUP
         if iso.ipc:
             flags |= CLONE_NEWIPC
         if iso.uts:

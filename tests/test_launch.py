@@ -642,6 +642,18 @@ class EscapeTests(LaunchTestCase):
         self.assertIn("No such process", result.stderr)
         self.assertIsNone(victim.poll())
 
+    def test_cgroupPathHidden(self):
+        with open("/proc/self/cgroup") as f:
+            host = f.read()
+        result = self.inside("cat /proc/self/cgroup")
+        inside = result.stdout.splitlines()
+        self.assertTrue(inside, result.stderr)
+        # Every hierarchy (v2, and v1 ones where the host has them) shows
+        # the jail's own cgroup as the root.
+        self.assertEqual([line.rsplit(":", 1)[1] for line in inside],
+                         ["/"] * len(inside))
+        self.assertEqual(len(inside), len(host.splitlines()))
+
     def test_mknodRefused(self):
         result = self.inside("mknod /tmp/mem c 1 1; echo status=$?")
         self.assertIn("status=1", result.stdout)
