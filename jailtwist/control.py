@@ -111,7 +111,31 @@ _ERRORS = {
 }
 
 
-class Ping(amp.Command):
+class ControlCommand(amp.Command):
+    """
+    A command of the control channel.  Arguments that are missing or do not
+    parse are answered with a C{BAD_REQUEST} error that names them (plain
+    AMP answers "Unknown Error" and logs a traceback).
+    """
+
+    @classmethod
+    def parseArguments(cls, box, protocol):
+        try:
+            return super().parseArguments(box, protocol)
+        except KeyError as e:
+            name = e.args[0]
+            if isinstance(name, bytes):
+                name = name.decode("ascii", "replace")
+            raise amp.RemoteAmpError(
+                b"BAD_REQUEST",
+                f"{cls.__name__}: missing argument {name!r}") from None
+        except (ValueError, TypeError, UnicodeDecodeError) as e:
+            raise amp.RemoteAmpError(
+                b"BAD_REQUEST",
+                f"{cls.__name__}: malformed argument ({e})") from None
+
+
+class Ping(ControlCommand):
     """
     Is a jailtwist daemon listening, and which?
     """
@@ -135,7 +159,7 @@ _PROBE_FIELDS = [
 ]
 
 
-class AttachProbe(amp.Command):
+class AttachProbe(ControlCommand):
     """
     Plant a probe in a running jail: on SIGHUP the host runs C{command}.
     """
@@ -151,7 +175,7 @@ class AttachProbe(amp.Command):
     errors = _ERRORS
 
 
-class RemoveProbe(amp.Command):
+class RemoveProbe(ControlCommand):
     """
     Kill a probe and forget it; its command does not run.
     """
@@ -160,7 +184,7 @@ class RemoveProbe(amp.Command):
     errors = _ERRORS
 
 
-class ListProbes(amp.Command):
+class ListProbes(ControlCommand):
     """
     Every probe the daemon knows, planted or waiting to respawn.
     """
@@ -169,7 +193,7 @@ class ListProbes(amp.Command):
     errors = _ERRORS
 
 
-class ListJails(amp.Command):
+class ListJails(ControlCommand):
     """
     The jails in jailtwist's registry of running jails.
     """
@@ -184,7 +208,7 @@ class ListJails(amp.Command):
     errors = _ERRORS
 
 
-class Subscribe(amp.Command):
+class Subscribe(ControlCommand):
     """
     Ask for L{Event} boxes from now on (optionally only some kinds).
     """
@@ -193,7 +217,7 @@ class Subscribe(amp.Command):
     errors = _ERRORS
 
 
-class Event(amp.Command):
+class Event(ControlCommand):
     """
     Server to client: one jail event.  C{fields} is a JSON object.
     """

@@ -365,7 +365,11 @@ class HostileInputTests(SynchronousTestCase):
             (b"probe", b"not-a-number")]))
         [box] = _parseBoxes(transport.value())
         self.assertEqual(box[b"_error"], b"7")
-        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+        self.assertEqual(box[b"_error_code"], b"BAD_REQUEST")
+        self.assertIn(b"RemoveProbe: malformed argument",
+                      box[b"_error_description"])
+        self.assertEqual(self.flushLoggedErrors(), [])
+        self.assertFalse(transport.disconnecting)
 
     def test_missingArgument(self):
         protocol, transport = self.server()
@@ -374,7 +378,11 @@ class HostileInputTests(SynchronousTestCase):
             (b"jail", b"web")]))
         [box] = _parseBoxes(transport.value())
         self.assertEqual(box[b"_error"], b"8")
-        self.flushLoggedErrors()
+        self.assertEqual(box[b"_error_code"], b"BAD_REQUEST")
+        self.assertEqual(box[b"_error_description"],
+                         b"AttachProbe: missing argument 'command'")
+        self.assertEqual(self.flushLoggedErrors(), [])
+        self.assertFalse(transport.disconnecting)
 
     def test_garbage(self):
         protocol, transport = self.server()

@@ -230,6 +230,28 @@ class UsageTests(TestCase):
         self.assertEqual(result.returncode, 1)
         self.assertIn("no jailtwist daemon is running", result.stderr)
 
+    def test_socketNotPermitted(self):
+        """
+        A user the socket's mode keeps out is told so, not that no daemon
+        runs.
+        """
+        import socket as sockets
+        path = harness.shortTempDir(self).child("ctl").path
+        listening = sockets.socket(sockets.AF_UNIX)
+        self.addCleanup(listening.close)
+        listening.bind(path)
+        listening.listen(1)
+        os.chmod(path, 0o600)
+        result = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+             harness.script("jailtwist"), "-f", path, "ping"],
+            capture_output=True, text=True, timeout=60)
+        self.assertEqual(result.returncode, 1)
+        self.assertEqual(result.stderr.splitlines(), [
+            f"jailtwist: permission denied on {path}: the control socket is "
+            f"for root (or the group its mode and the daemon's "
+            f"configuration allow); run as root"])
+
 
 class DaemonTests(TestCase):
 

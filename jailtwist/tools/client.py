@@ -12,6 +12,7 @@ It also holds what C{jaildaemon -c} uses to talk to the daemon
 (L{callDaemon}, L{runClient}).
 """
 
+import errno
 import json
 import sys
 import time
@@ -43,6 +44,14 @@ def _explain(failure, ipc):
     value = failure.value
     if isinstance(value, JailtwistError):
         return value
+    if (isinstance(value, error.ConnectError)
+            and value.osError in (errno.EACCES, errno.EPERM)):
+        from jailtwist.control import endpointPath, ipcEndpoint
+        where = endpointPath(ipcEndpoint(ipc)) or ipc
+        return JailtwistError(f"permission denied on {where}: the control "
+                              f"socket is for root (or the group its mode "
+                              f"and the daemon's configuration allow); run "
+                              f"as root")
     if isinstance(value, (error.ConnectError, FileNotFoundError,
                           ConnectionRefusedError)):
         return _noDaemon(ipc)
