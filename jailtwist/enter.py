@@ -753,6 +753,26 @@ def filterProgram(rules=_FILTERED_X86_64):
     return program
 
 
+_compiled = {}
+
+
+def compileSyscallFilter():
+    """
+    Build the filter's C program once per process (call it before forking
+    children that install it, as skd does for every connection, so that no
+    child builds it again).
+
+    @return: the C{struct sock_fprog} for L{installSyscallFilter}.
+    """
+    if "fprog" not in _compiled:
+        program = filterProgram()
+        instructions = (_SockFilter * len(program))(*program)
+        # The program array must live as long as the fprog pointing at it.
+        _compiled["instructions"] = instructions
+        _compiled["fprog"] = _SockFprog(len(program), instructions)
+    return _compiled["fprog"]
+
+
 def installSyscallFilter():
     """
     Install the jail's syscall filter (see L{filterProgram}) on the calling
@@ -767,9 +787,7 @@ def installSyscallFilter():
         raise EnterError("seccomp", f"the syscall filter exists for x86_64 "
                                     f"only, not {machine}; launch without "
                                     f"a capability ceiling")
-    program = filterProgram()
-    instructions = (_SockFilter * len(program))(*program)
-    fprog = _SockFprog(len(program), instructions)
+    fprog = compileSyscallFilter()
     try:
         _syscall(_SYS_SECCOMP[machine], ctypes.c_uint(SECCOMP_SET_MODE_FILTER),
                  ctypes.c_uint(0), ctypes.byref(fprog))

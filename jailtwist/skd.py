@@ -781,6 +781,9 @@ class JailLauncher:
         jail.checkSafe(parents=False)
         if self._root is None:
             self._root = jail.openRoot()
+        if self.capabilities is not None:
+            from jailtwist.enter import compileSyscallFilter
+            compileSyscallFilter()
 
     def _confinement(self):
         from jailtwist.enter import Confinement

@@ -27,10 +27,14 @@ def _clientDescription(ipc):
     return clientEndpointDescription(ipcEndpoint(ipc))
 
 
-def _noDaemon(ipc):
+def _socketPath(ipc):
     from jailtwist.control import endpointPath, ipcEndpoint
-    where = endpointPath(ipcEndpoint(ipc)) or ipc
-    return JailtwistError(f"no jailtwist daemon is running on {where} "
+    return endpointPath(ipcEndpoint(ipc)) or ipc
+
+
+def _noDaemon(ipc):
+    return JailtwistError(f"no jailtwist daemon is running on "
+                          f"{_socketPath(ipc)} "
                           f"(start one with 'jaildaemon -D' or "
                           f"'twistd jaildaemon')")
 
@@ -46,12 +50,10 @@ def _explain(failure, ipc):
         return value
     if (isinstance(value, error.ConnectError)
             and value.osError in (errno.EACCES, errno.EPERM)):
-        from jailtwist.control import endpointPath, ipcEndpoint
-        where = endpointPath(ipcEndpoint(ipc)) or ipc
-        return JailtwistError(f"permission denied on {where}: the control "
-                              f"socket is for root (or the group its mode "
-                              f"and the daemon's configuration allow); run "
-                              f"as root")
+        return JailtwistError(f"permission denied on {_socketPath(ipc)}: "
+                              f"the control socket is for root (or the "
+                              f"group its mode and the daemon's "
+                              f"configuration allow); run as root")
     if isinstance(value, (error.ConnectError, FileNotFoundError,
                           ConnectionRefusedError)):
         return _noDaemon(ipc)
