@@ -74,13 +74,16 @@ logged verbatim in errors.  pyroute2 would add a large pure-Python dependency
 (and its import time) for those few calls.  C{ip} is run by absolute path
 with an empty environment, never through a shell.
 
-Nothing here imports Twisted: login shells import this module.
+Nothing here imports Twisted: login shells import this module.  Signals
+are handled through C{_signal}, the C module under C{signal}: the same
+functions and numbers without C{signal}'s enum wrappers, whose import
+(C{enum}) would cost every login and launch about 5 ms.
 """
 
+import _signal as signal
 import ctypes
 import errno
 import os
-import signal
 import stat
 
 from jailtwist.errors import JailtwistError
@@ -863,10 +866,11 @@ def loopbackUp():
     namespace starts with it down), with the C{SIOCSIFFLAGS} ioctl.
     """
     import fcntl
-    import socket
     import struct
+    # _socket: socket's C module, without socket.py's enum wrappers.
+    import _socket
     SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
     try:
         request = struct.pack("16sh14x", b"lo", 0)
         flags = struct.unpack("16sh14x",
@@ -1607,16 +1611,19 @@ class _JailChild:
         Become the jail's init in a fresh interpreter: the launcher's
         process holds everything the launching tool imported (about 15 MB
         that every running jail would keep); C{python -I -S} with only this
-        module holds a quarter of that.  The launch is passed on as JSON;
-        the pipes and the pinned jail descriptor stay open across the exec.
-        Blocked signals stay blocked (and pending) across it.
+        module holds a quarter of that.  The launch is passed on in
+        C{marshal}'s format (builtin, where json would load C{re} and
+        C{enum} into every init), written in hex and read by the same
+        interpreter; the pipes and the pinned jail descriptor stay open
+        across the exec.  Blocked signals stay blocked (and pending) across
+        it.
         """
-        import json
+        import marshal
         import sys
         for fd in (self.report, self.go, self.jailFd):
             os.set_inheritable(fd, True)
         spec, iso = self.spec, self.isolation
-        payload = json.dumps({
+        payload = marshal.dumps({
             "jail": spec.jail, "executable": spec.executable,
             "argv": spec.argv, "uid": spec.uid, "gid": spec.gid,
             "isolation": {
@@ -1627,7 +1634,7 @@ class _JailChild:
                 "network": iso.network, "address": iso.address,
                 "hostAddress": iso.hostAddress,
                 "filesystem": iso.filesystem},
-            "fds": [self.jailFd, self.report, self.go]})
+            "fds": [self.jailFd, self.report, self.go]}).hex()
         packages = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         code = (f"import sys; sys.path.insert(0, {packages!r}); "
                 f"from jailtwist.enter import _initMain; "
@@ -1667,8 +1674,8 @@ class _JailChild:
                              e.errno) from None
         newSessionKeyring()
         if iso.uts:
-            import socket
-            socket.sethostname(iso.hostname or "jail")
+            import _socket
+            _socket.sethostname(iso.hostname or "jail")
         if iso.network == "none":
             loopbackUp()
         elif iso.network == "veth":
@@ -1871,8 +1878,8 @@ def _initMain(payload):
     Entry point of the jail's init after L{_JailChild._execInit}: rebuild
     the launch from C{payload} and run the init.  Never returns.
     """
-    import json
-    data = json.loads(payload)
+    import marshal
+    data = marshal.loads(bytes.fromhex(payload))
     jailFd, report, go = data["fds"]
     for fd in data["fds"]:
         os.set_inheritable(fd, False)

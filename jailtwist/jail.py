@@ -195,9 +195,17 @@ class Jail:
 
     def child(self, inner):
         """
-        The host path of C{inner} (a path as seen inside the jail), purely
-        lexically, with C{..} stopped at the jail root.  For messages and
-        for handing to external programs; open files with L{openParent}.
+        L{hostPath} as a L{twisted.python.filepath.FilePath}.
+        """
+        from twisted.python.filepath import FilePath
+        return FilePath(self.hostPath(inner))
+
+    def hostPath(self, inner):
+        """
+        The host path (a C{str}) of C{inner} (a path as seen inside the
+        jail), purely lexically, with C{..} stopped at the jail root.  For
+        messages and for handing to external programs; open files with
+        L{openParent}.
         """
         parts = _components(inner)
         clean = []
@@ -208,9 +216,8 @@ class Jail:
             else:
                 clean.append(part)
         if not clean:
-            return self.path
-        from twisted.python.filepath import FilePath
-        return FilePath(os.path.join(self.location, *clean))
+            return self.location
+        return os.path.join(self.location, *clean)
 
     def openParent(self, inner, create=False, mode=0o755, root=None,
                    followLast=False):

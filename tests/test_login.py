@@ -959,9 +959,9 @@ class ProcmailTests(LoginTestCase):
 
 class IsolatedInterpreterTests(SynchronousTestCase):
     """
-    The installed login commands run their interpreter with C{-I}, so a
-    C{PYTHONPATH} that reaches a login shell cannot load the account's own
-    code outside the jail (bootstrap.sh sets it).
+    The installed login commands run their interpreter with C{-I} (and
+    C{-S}), so a C{PYTHONPATH} that reaches a login shell cannot load the
+    account's own code outside the jail (bootstrap.sh sets it).
     """
 
     def test_shebang(self):
@@ -969,4 +969,4 @@ class IsolatedInterpreterTests(SynchronousTestCase):
                      "jk_procmailwrapper"):
             with open(harness.script(name)) as f:
                 first = f.readline().split()
-            self.assertEqual(first[1:], ["-I"], name)
+            self.assertEqual(first[1:], ["-IS"], name)

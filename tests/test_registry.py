@@ -91,7 +91,8 @@ class RegistryTests(SynchronousTestCase):
         self.assertIn("already named 'web'", str(error))
 
     def test_nameRules(self):
-        for bad in ("", "12", "-x", "a b", "a/b", "x" * 65, "pid:3"):
+        for bad in ("", "12", "-x", "a b", "a/b", "x" * 65, "pid:3",
+                    "web\n"):
             self.assertRaises(JailtwistError, checkName, bad)
         for good in ("web", "w3", "a.b_c-d", "3d"):
             checkName(good)
@@ -181,3 +182,47 @@ class ResolvePidTests(SynchronousTestCase):
         process.wait()
         self.assertRaises(JailtwistError, self.registry.resolve,
                           f"pid:{process.pid}")
+
+
+class RecordFormatTests(SynchronousTestCase):
+    """
+    Records are read and written without json's Python layer (which
+    imports re and enum): byte for byte what json.dumps writes, and exactly
+    what json.loads reads.
+    """
+
+    TEXTS = ["/srv/jail", "web", "a\"b\\c", "tab\tnew\nline\r\x00\x1f\x7f",
+             "caf\u00e9 \u2603 \U0001F600", "bad \udcff bytes", "", "/"]
+
+    def test_writtenAsJson(self):
+        from jailtwist.registry import _dumps
+        for text in self.TEXTS:
+            record = JailRecord(7, "web", text, 1234, ["caps", text], 99,
+                                1733520000.123456)
+            self.assertEqual(_dumps(record.asDict()),
+                             json.dumps(record.asDict(), sort_keys=True))
+
+    def test_readAsJson(self):
+        from jailtwist.registry import _loads
+        for text in self.TEXTS:
+            document = json.dumps({"path": text, "n": [1, -2.5e3, True,
+                                                        None, {}]})
+            self.assertEqual(_loads(document), json.loads(document))
+            self.assertEqual(_loads(f" \n{document}\t\r\n"),
+                             json.loads(f" \n{document}\t\r\n"))
+        for bad in ["", "{", '{"a": 1} x', "{'a': 1}", '{"a": 01}', "[1,]",
+                    '"\\x"', "\ufeff{}", '{"a": "\n"}', "NaN x", "1 2"]:
+            self.assertRaises(ValueError, json.loads, bad)
+            self.assertRaises(ValueError, _loads, bad)
+
+    def test_hostileRecordSkipped(self):
+        """
+        A record that is not JSON, or not a record, is skipped.
+        """
+        registry = JailRegistry(self.mktemp())
+        os.makedirs(registry.jails)
+        for name, data in [("1.json", b"{not json"), ("2.json", b"[1, 2]"),
+                           ("3.json", b'{"jid": "x"}'), ("4.json", b"\xff")]:
+            with open(os.path.join(registry.jails, name), "wb") as f:
+                f.write(data)
+        self.assertEqual(registry.entries(), [])

@@ -15,17 +15,12 @@ could not be set up and 137 when the jail's init was killed before the
 program ended.  Otherwise the program's own exit status.
 """
 
-import ipaddress
 import os
-import re
 import stat
 import syslog
 
-from twisted.python import usage
-from twisted.python.filepath import FilePath
-
 from jailtwist import enter
-from jailtwist.command import runCommand
+from jailtwist.command import CommandLine, runCommand
 from jailtwist.config import readIni
 from jailtwist.errors import JailtwistError
 from jailtwist.jail import Jail
@@ -43,74 +38,89 @@ UNSAFE_EXECUTABLE = 29
 BAD_SETTINGS = 2
 CHROOT_FAILED = enter.STEP_EXIT_CODES["chroot"]
 
-_HOSTNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,63}$")
+_HOSTNAME_CHARACTERS = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-")
 
 INI_KEYS = ("isolate", "capabilities", "no_new_privs", "pid", "ipc", "uts",
             "hostname", "network", "host_address", "filesystem", "name")
 
-
-class Options(usage.Options):
-    synopsis = ("jk_chrootlaunch -j JAIL [-u USER] [-g GROUP] [-p PIDFILE] "
-                "[isolation options] -x EXECUTABLE [-- ARGS...]")
-    longdesc = ("Start EXECUTABLE (a path inside JAIL) chrooted into JAIL, "
-                "as USER/GROUP (names from the jail's etc/passwd and "
-                "etc/group, or numbers) with no supplementary groups.  "
-                "Isolation options (or the jail's section of "
-                f"{CONFIG}) add the jail call's guarantees: a capability "
-                "ceiling, pid/ipc/uts namespaces, one IP address or no "
-                "network, pivot_root with a minimal /dev and a read-only "
-                "/proc/sys.")
-
-    optFlags = [
-        ["isolate", None, "all of: --caps default --no-new-privs --pid --ipc"
+# Parsed without Twisted (see jailtwist.command): every launch pays for what
+# is imported here.
+COMMAND_LINE = CommandLine(
+    synopsis=("jk_chrootlaunch -j JAIL [-u USER] [-g GROUP] [-p PIDFILE] "
+              "[isolation options] -x EXECUTABLE [-- ARGS...]"),
+    longdesc=("Start EXECUTABLE (a path inside JAIL) chrooted into JAIL, "
+              "as USER/GROUP (names from the jail's etc/passwd and "
+              "etc/group, or numbers) with no supplementary groups.  "
+              "Isolation options (or the jail's section of "
+              f"{CONFIG}) add the jail call's guarantees: a capability "
+              "ceiling, pid/ipc/uts namespaces, one IP address or no "
+              "network, pivot_root with a minimal /dev and a read-only "
+              "/proc/sys."),
+    flags=[
+        ("isolate", None, "all of: --caps default --no-new-privs --pid --ipc"
                           " --uts --fs, and --net none unless --net is "
-                          "given"],
-        ["no-new-privs", None, "set no_new_privs (setuid programs gain "
-                               "nothing)"],
-        ["pid", None, "own pid namespace, fresh /proc, an init that reaps "
-                      "and forwards signals"],
-        ["ipc", None, "own IPC namespace"],
-        ["uts", None, "own UTS namespace (host name)"],
-        ["fs", None, "mount namespace: pivot_root into the jail, minimal "
-                     "/dev, read-only /proc/sys"],
-        ["plain", None, f"ignore {CONFIG} (only the options given here)"],
-    ]
-    optParameters = [
-        ["jail", "j", None, "the jail directory (absolute)"],
-        ["user", "u", None, "user to run as (name in the jail's etc/passwd, "
-                            "or uid)"],
-        ["group", "g", None, "group to run as (name in the jail's "
-                             "etc/group, or gid)"],
-        ["pidfile", "p", None, "write the pid of the jail's first process "
-                               "here"],
-        ["exec", "x", None, "the program, as a path inside the jail"],
-        ["caps", None, None, "capability ceiling: 'default', 'none' or a "
-                             "list such as CHOWN,NET_BIND_SERVICE"],
-        ["hostname", None, None, "host name inside the jail (implies --uts)"],
-        ["net", None, None, "'host' (share the host's network), 'none' "
-                            "(only lo) or the jail's one IP address"],
-        ["host-address", None, None, "the host's address on the jail's veth "
-                                     "link (with --net ADDRESS)"],
-        ["name", None, None, "the jail's name in the registry (default: the "
-                             "jail directory's name)"],
-        ["config", None, CONFIG, "the per-jail isolation settings to read"],
-        ["state-dir", None, "/run/jailtwist", "where the registry of running"
-                                              " jails lives"],
-    ]
+                          "given"),
+        ("no-new-privs", None, "set no_new_privs (setuid programs gain "
+                               "nothing)"),
+        ("pid", None, "own pid namespace, fresh /proc, an init that reaps "
+                      "and forwards signals"),
+        ("ipc", None, "own IPC namespace"),
+        ("uts", None, "own UTS namespace (host name)"),
+        ("fs", None, "mount namespace: pivot_root into the jail, minimal "
+                     "/dev, read-only /proc/sys"),
+        ("plain", None, f"ignore {CONFIG} (only the options given here)"),
+    ],
+    parameters=[
+        ("jail", "j", None, "the jail directory (absolute)"),
+        ("user", "u", None, "user to run as (name in the jail's etc/passwd, "
+                            "or uid)"),
+        ("group", "g", None, "group to run as (name in the jail's "
+                             "etc/group, or gid)"),
+        ("pidfile", "p", None, "write the pid of the jail's first process "
+                               "here"),
+        ("exec", "x", None, "the program, as a path inside the jail"),
+        ("caps", None, None, "capability ceiling: 'default', 'none' or a "
+                             "list such as CHOWN,NET_BIND_SERVICE"),
+        ("hostname", None, None, "host name inside the jail (implies --uts)"),
+        ("net", None, None, "'host' (share the host's network), 'none' "
+                            "(only lo) or the jail's one IP address"),
+        ("host-address", None, None, "the host's address on the jail's veth "
+                                     "link (with --net ADDRESS)"),
+        ("name", None, None, "the jail's name in the registry (default: the "
+                             "jail directory's name)"),
+        ("config", None, CONFIG, "the per-jail isolation settings to read"),
+        ("state-dir", None, "/run/jailtwist", "where the registry of running"
+                                              " jails lives"),
+    ],
+    arguments=True)
 
-    def parseArgs(self, *args):
-        self["args"] = list(args)
 
-    def postOptions(self):
-        if not self["jail"]:
-            raise JailtwistError("no jail given: use -j JAIL", NO_JAIL)
-        if not self["exec"]:
-            raise JailtwistError("no executable given: use -x EXECUTABLE",
-                                 NO_EXECUTABLE)
-        if not self["jail"].startswith("/"):
-            raise JailtwistError(
-                f"jail {self['jail']!r} not accepted: the jail must be an "
-                f"absolute path", RELATIVE_JAIL)
+def parseOptions(argv):
+    """
+    @return: the options of a jk_chrootlaunch command line, the program's
+        arguments under C{"args"}.
+    @raise JailtwistError: for a bad command line (status 2) or a missing
+        or relative jail or program (jailkit's statuses).
+    """
+    options, args = COMMAND_LINE.parse(argv, "jk_chrootlaunch")
+    options["args"] = args
+    if not options["jail"]:
+        raise JailtwistError("no jail given: use -j JAIL", NO_JAIL)
+    if not options["exec"]:
+        raise JailtwistError("no executable given: use -x EXECUTABLE",
+                             NO_EXECUTABLE)
+    if not options["jail"].startswith("/"):
+        raise JailtwistError(
+            f"jail {options['jail']!r} not accepted: the jail must be an "
+            f"absolute path", RELATIVE_JAIL)
+    return options
+
+
+def _usableHostname(name):
+    # A letter or digit, then up to 63 letters, digits, '-' and '.'.
+    return (0 < len(name) <= 64 and name[0] not in ".-"
+            and _HOSTNAME_CHARACTERS.issuperset(name))
 
 
 def isolationFor(options, section, defaultHostname="jail"):
@@ -152,7 +162,7 @@ def isolationFor(options, section, defaultHostname="jail"):
     uts = flag("uts", "uts") or bool(hostname)
     if uts and not hostname:
         hostname = defaultHostname
-    if hostname is not None and not _HOSTNAME.match(hostname):
+    if hostname is not None and not _usableHostname(hostname):
         raise JailtwistError(f"host name {hostname!r} is not usable: up to 64"
                              f" letters, digits, '-' and '.'", BAD_SETTINGS)
     return enter.Isolation(
@@ -169,6 +179,7 @@ def _network(net, hostAddress):
         return None, None
     if net == "none":
         return "none", None
+    import ipaddress
     try:
         address = ipaddress.ip_address(net)
     except ValueError:
@@ -199,7 +210,7 @@ def _network(net, hostAddress):
 def _account(jail, what, value, fileName, parse, idAttribute):
     try:
         text = decodeText(jail.readFile(f"/etc/{fileName}"),
-                          jail.child(f"/etc/{fileName}").path)
+                          jail.hostPath(f"/etc/{fileName}"))
         entries = parse(text)
     except OSError:
         entries = []
@@ -209,7 +220,7 @@ def _account(jail, what, value, fileName, parse, idAttribute):
     if entry is None:
         raise JailtwistError(
             f"abort, {what} {value} does not exist in "
-            f"{jail.child('/etc/' + fileName).path}", UNKNOWN_ACCOUNT)
+            f"{jail.hostPath('/etc/' + fileName)}", UNKNOWN_ACCOUNT)
     return entry, getattr(entry, idAttribute)
 
 
@@ -231,7 +242,7 @@ def resolveAccounts(jail, user, group):
         elif group is None:
             raise JailtwistError(
                 f"abort, uid {uid} is not in "
-                f"{jail.child('/etc/passwd').path}: give its group with -g",
+                f"{jail.hostPath('/etc/passwd')}: give its group with -g",
                 UNKNOWN_ACCOUNT)
     if group is not None:
         _, gid = _account(jail, "group", group, "group", parseGroup, "gid")
@@ -247,13 +258,13 @@ def checkExecutable(jail, executable):
     @return: the program's path inside the jail.
     @raise JailtwistError: exit status 29, naming the problem.
     """
-    prefix = jail.path.path.rstrip("/") + "/"
+    prefix = jail.location.rstrip("/") + "/"
     inner = executable
     if inner.startswith(prefix):
         inner = "/" + inner[len(prefix):]
     if not inner.startswith("/"):
         inner = "/" + inner
-    shown = jail.child(inner).path
+    shown = jail.hostPath(inner)
     try:
         fd = jail.open(inner, os.O_PATH, followLast=False)
     except OSError as e:
@@ -282,19 +293,21 @@ def checkExecutable(jail, executable):
 
 
 def _writePidfile(path, pid):
-    target = FilePath(path)
-    temporary = target.sibling(f".{target.basename()}.{os.getpid()}.new")
-    temporary.setContent(f"{pid}\n".encode())
-    os.replace(temporary.path, target.path)
+    directory, name = os.path.split(path)
+    # A fresh random name, created exclusively: nothing planted in a shared
+    # directory (a symlink, a file) is followed or overwritten.
+    temporary = os.path.join(directory, f".{name}.{os.urandom(6).hex()}.new")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                 | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, f"{pid}\n".encode())
+    finally:
+        os.close(fd)
+    os.replace(temporary, path)
 
 
 def _main(argv):
-    options = Options()
-    try:
-        options.parseOptions(argv)
-    except usage.UsageError as e:
-        raise JailtwistError(f"{e} (see 'jk_chrootlaunch --help')",
-                             BAD_SETTINGS)
+    options = parseOptions(argv)
     syslog.openlog("jk_chrootlaunch", syslog.LOG_PID, syslog.LOG_DAEMON)
     try:
         return _launch(options)
@@ -315,7 +328,7 @@ def _launch(options):
             path = options["config"]
             if path != CONFIG or os.path.exists(path):
                 ini = readIni(path)
-                section = ini.section(jail.path.path) or \
+                section = ini.section(jail.location) or \
                     ini.section("DEFAULT")
         name = options["name"]
         if name is None and section is not None:
@@ -323,16 +336,16 @@ def _launch(options):
         if name is not None:
             checkName(name)
         isolation = isolationFor(options, section,
-                                 name or jail.path.basename())
+                                 name or os.path.basename(jail.location))
     except JailtwistError as e:
         raise JailtwistError(str(e), BAD_SETTINGS) from None
     uid, gid = resolveAccounts(jail, options["user"], options["group"])
     inner = checkExecutable(jail, options["exec"])
     if os.geteuid() != 0:
         raise JailtwistError(
-            f"could not change root to {jail.path.path}: only root can "
+            f"could not change root to {jail.location}: only root can "
             f"launch a jail (run jk_chrootlaunch as root)", CHROOT_FAILED)
-    registry = JailRegistry(FilePath(options["state-dir"]))
+    registry = JailRegistry(options["state-dir"])
     for record in registry.entries():
         if isolation.network == "veth" and \
                 f"net:{isolation.address}" in record.isolation:
@@ -355,17 +368,17 @@ def _launch(options):
         # registry joins the finished jail.  A jail whose program was over
         # at once may be gone already: nothing to register then.
         try:
-            records.append(registry.register(jail.path.path, pid,
+            records.append(registry.register(jail.location, pid,
                                              isolation.names(), name))
         except JailtwistError:
             if enter.processStartTime(pid) is not None:
                 raise
 
     syslog.syslog(syslog.LOG_NOTICE,
-                  f"executing {inner} in jail {jail.path.path}"
+                  f"executing {inner} in jail {jail.location}"
                   + (f" with {', '.join(isolation.names())}"
                      if isolation.names() else ""))
-    spec = enter.LaunchSpec(jail.path.path, inner,
+    spec = enter.LaunchSpec(jail.location, inner,
                             [inner] + options["args"], uid=uid, gid=gid,
                             isolation=isolation, onStarted=started,
                             onReady=ready)
