@@ -21,7 +21,7 @@ RUNTIME_PACKAGES="python3 python3-venv rsyslog util-linux bsdutils iproute2 proc
 # busybox for small jails, programs the shipped jk_init sections copy).
 TEST_PACKAGES="openssh-server openssh-client busybox-static rsync git procmail
  nano vim-tiny less iputils-ping netcat-openbsd wget curl ncurses-term
- gcc libc6-dev bzip2 procps"
+ gcc libc6-dev bzip2 procps apparmor"
 
 apt_install() {
     missing=""
@@ -82,6 +82,7 @@ print(" ".join(e.name for e in distribution("jailtwist").entry_points
         ln -sf "$VENV/bin/$cmd" "/usr/local/sbin/$cmd"
     done
     ln -sf "$VENV/bin/twistd" /usr/local/sbin/twistd
+    install_apparmor
     for dir in jailkit jailtwist; do
         mkdir -p "/etc/$dir"
         for ini in "$SRC/etc/$dir"/*.ini; do
@@ -92,6 +93,62 @@ print(" ".join(e.name for e in distribution("jailtwist").entry_points
     # Prove the installed package (not the source tree) serves the plugins.
     (cd / && "$VENV/bin/twistd" --help | grep jk-socketd >/dev/null) || {
         echo "jailtwist: twistd does not list jk-socketd after install" >&2; exit 1; }
+}
+
+# The AppArmor profiles that give the login commands `userns` (Ubuntu 24.04+
+# refuses unprivileged user namespaces to unconfined programs).  They attach
+# to the real paths of the installed scripts, so the venv's bin/ is written
+# into them.  The rendered file always lands in $VENV/etc/apparmor.d/; it goes
+# into /etc/apparmor.d/ and is loaded only where the installed AppArmor knows
+# the `userns` rule (abi 4.0): an older parser would fail on it at every boot.
+install_apparmor() {
+    template="$SRC/etc/apparmor.d/jailtwist-login"
+    case "$VENV" in
+        *[!A-Za-z0-9/._+-]*)
+            echo "jailtwist: not writing AppArmor profiles: the venv path '$VENV' has characters" \
+                 "AppArmor would read as a pattern; install into a plain path such as /opt/jailtwist" >&2
+            return 0 ;;
+    esac
+    mkdir -p "$VENV/etc/apparmor.d"
+    sed "s|@BIN@|$VENV/bin|g" "$template" > "$VENV/etc/apparmor.d/jailtwist-login.tmp"
+    mv "$VENV/etc/apparmor.d/jailtwist-login.tmp" "$VENV/etc/apparmor.d/jailtwist-login"
+    [ -e /etc/apparmor.d/abi/4.0 ] || return 0
+    install -m 0644 "$VENV/etc/apparmor.d/jailtwist-login" /etc/apparmor.d/jailtwist-login
+    if [ "$(cat /sys/module/apparmor/parameters/enabled 2>/dev/null)" = Y ]; then
+        apparmor_parser -r -W /etc/apparmor.d/jailtwist-login \
+            || { echo "jailtwist: apparmor_parser could not load /etc/apparmor.d/jailtwist-login" >&2; exit 1; }
+        echo "jailtwist: loaded the AppArmor profiles of the login commands (/etc/apparmor.d/jailtwist-login)"
+    fi
+}
+
+# An AppArmor parser that knows the `userns` rule, for the test that parses
+# the profiles.  Debian 12's apparmor (3.0.8) predates it, so on such a
+# machine the parser of Debian 13's apparmor package is unpacked (not
+# installed) into a cache, and run with Debian 13's own C library loader.
+APPARMOR4=/var/cache/jailtwist/apparmor4
+fetch_apparmor4() {
+    [ -e /etc/apparmor.d/abi/4.0 ] && return 0
+    [ -x "$APPARMOR4/apparmor_parser" ] && return 0
+    scratch=$(mktemp -d /var/tmp/jailtwist-apparmor4.XXXXXX)
+    chmod 0755 "$scratch"
+    echo "deb http://deb.debian.org/debian trixie main" > "$scratch/sources.list"
+    mkdir -p "$scratch/lists/partial"
+    aptopts="-q -o Dir::Etc::sourcelist=$scratch/sources.list -o Dir::Etc::sourceparts=/nonexistent -o Dir::State::Lists=$scratch/lists -o APT::Sandbox::User=root"
+    ( cd "$scratch" && apt-get $aptopts update >/dev/null && apt-get $aptopts download apparmor libc6 >/dev/null ) \
+        || { echo "jailtwist: could not fetch Debian 13's apparmor and libc6 for the profile test" >&2; rm -rf "$scratch"; exit 1; }
+    rm -rf "$APPARMOR4"; mkdir -p "$APPARMOR4"
+    dpkg-deb -x "$scratch"/apparmor_*.deb "$APPARMOR4/apparmor"
+    dpkg-deb -x "$scratch"/libc6_*.deb "$APPARMOR4/libc"
+    rm -rf "$scratch"
+    libc=$(ls "$APPARMOR4"/libc/usr/lib/*-linux-gnu/libc.so.6 | head -n 1)
+    libdir=$(dirname "$libc")
+    loader=$(ls "$libdir"/ld-linux*.so.* | head -n 1)
+    cat > "$APPARMOR4/apparmor_parser" <<SH
+#!/bin/sh
+exec "$loader" --library-path "$libdir" \
+    "$APPARMOR4/apparmor/usr/sbin/apparmor_parser" --base "$APPARMOR4/apparmor/etc/apparmor.d" "\$@"
+SH
+    chmod 0755 "$APPARMOR4/apparmor_parser"
 }
 
 ensure_syslog() {
@@ -128,6 +185,7 @@ MSG
 run_tests() {
     install_package
     apt_install $TEST_PACKAGES
+    fetch_apparmor4
     # Run the suite against the installed package: trial runs from a scratch
     # directory that holds only the tests, so the source tree is not importable.
     work=$(mktemp -d /var/tmp/jailtwist-trial.XXXXXX)

@@ -10,6 +10,7 @@ machine check L{isolated} first and refuse to run outside it.
 import os
 import select
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -111,6 +112,32 @@ def waitFor(predicate, timeout=15.0, what="condition"):
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def waitForSocket(path, kind=socket.SOCK_STREAM, timeout=15.0, what=None,
+                  alive=None):
+    """
+    Wait until something answers on the unix socket C{path}: a connect that
+    succeeds, not a file that appears (the file exists between C{bind} and
+    C{listen}, and a connect then is refused).
+
+    @param kind: C{SOCK_STREAM} or C{SOCK_DGRAM} (a datagram connect succeeds
+        once a socket is bound there).
+    @param alive: optional callable; when it returns false (the server
+        exited) waiting stops early and the caller's own check reports why.
+    """
+    def answers():
+        if alive is not None and not alive():
+            return True
+        probe = socket.socket(socket.AF_UNIX, kind)
+        try:
+            probe.connect(path)
+        except OSError:
+            return False
+        finally:
+            probe.close()
+        return True
+    return waitFor(answers, timeout, what or f"a listener on {path}")
+
+
 class Rsyslog:
     """
     A real rsyslogd with its own config, its own imuxsock socket and its own
@@ -147,7 +174,7 @@ template(name="jailtwistRaw" type="string" string="%syslogtag%%msg%\\n")
         self.process = subprocess.Popen(
             [binary, "-n", "-f", self.conf.path, "-i", self.pidfile.path],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        waitFor(lambda: os.path.exists(self.socket), what="rsyslogd's socket")
+        waitForSocket(self.socket, socket.SOCK_DGRAM, what="rsyslogd's socket")
 
     def stop(self):
         if self.process is not None and self.process.poll() is None:

@@ -76,9 +76,10 @@ class Daemon:
                              self.ipc, "-l", self.log)
         self.testCase.assertEqual(result.returncode, 0, result.stderr)
         self.testCase.addCleanup(self.stop)
-        harness.waitFor(lambda: os.path.exists(self.socket)
-                        and os.path.exists(self.pidfile),
-                        what="the daemon's socket and pidfile")
+        harness.waitForSocket(self.socket, what="the daemon's socket")
+        harness.waitFor(lambda: os.path.exists(self.pidfile)
+                        and open(self.pidfile).read().strip(),
+                        what="the daemon's pidfile")
         self.pid = int(open(self.pidfile).read())
         return self
 

@@ -161,7 +161,7 @@ class StreamTests(TestCase):
     def test_echoUnix(self):
         path = harness.shortTempDir(self).child("cat.sock").path
         skd = Skd(self, "-vl", path, "cat")
-        harness.waitFor(lambda: os.path.exists(path), what="skd's socket")
+        harness.waitForSocket(path, what="skd's socket")
         self.assertEqual(talk(path, b"local")[0], b"local")
         skd.stop()
         self.assertFalse(os.path.exists(path))
@@ -196,7 +196,7 @@ class StreamTests(TestCase):
     def test_environmentUnix(self):
         path = harness.shortTempDir(self).child("env.sock").path
         Skd(self, "-l", path, "env", env=environment(TCPREMOTEIP="stale"))
-        harness.waitFor(lambda: os.path.exists(path), what="skd's socket")
+        harness.waitForSocket(path, what="skd's socket")
         env = parseEnv(talk(path)[0].decode())
         self.assertEqual(
             {k: env.get(k) for k in ("PROTO", "PEERPID", "PEERUID", "PEERGID",
@@ -357,7 +357,7 @@ class DatagramTests(TestCase):
         directory = harness.shortTempDir(self)
         path = directory.child("dg.sock").path
         skd = Skd(self, "-d", "-l", path, PYTHON, "-S", "-c", DATAGRAM)
-        harness.waitFor(lambda: os.path.exists(path), what="skd's socket")
+        harness.waitForSocket(path, socket.SOCK_DGRAM, what="skd's socket")
         clients = []
         for name in ("a", "b"):
             c = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -651,7 +651,7 @@ class EndpointTests(TestCase):
     def test_unixEndpoint(self):
         path = harness.shortTempDir(self).child("ep.sock").path
         Skd(self, "-l", f"unix:{path}:mode=600", "env")
-        harness.waitFor(lambda: os.path.exists(path), what="skd's socket")
+        harness.waitForSocket(path, what="skd's socket")
         env = parseEnv(talk(path)[0].decode())
         self.assertEqual(os.stat(path).st_mode & 0o777, 0o600)
         self.assertEqual((env["PROTO"], env["PEERPID"]),

@@ -14,7 +14,7 @@ import subprocess
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.harness import (isolated, jailParent, run, script, shortTempDir,
-                           startRsyslog, waitFor)
+                           startRsyslog, waitFor, waitForSocket)
 
 
 def send(path, *datagrams):
@@ -50,8 +50,9 @@ class RelayTestMixin:
         process = subprocess.Popen(argv, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT)
         self.addCleanup(self.stopRelay, process)
-        waitFor(lambda: os.path.exists(self.socket) or
-                process.poll() is not None, what="the relay's socket")
+        waitForSocket(self.socket, socket.SOCK_DGRAM,
+                      what="the relay's socket",
+                      alive=lambda: process.poll() is None)
         if process.poll() is not None:
             self.fail(f"the relay exited: {process.stdout.read()!r}")
         return process
@@ -178,6 +179,7 @@ class RelayTests(RelayTestMixin, SynchronousTestCase):
         pid = int(waitFor(lambda: pidfile.exists() and pidfile.getContent(),
                           what="the pidfile"))
         self.addCleanup(os.kill, pid, signal.SIGTERM)
+        waitForSocket(self.socket, socket.SOCK_DGRAM, what="the relay's socket")
         send(self.socket, syslogLine("t", "detached"))
         lines = waitFor(lambda: "t: detached" in self.syslog.lines()
                         and self.syslog.lines(), what="the relayed line")
