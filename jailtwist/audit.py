@@ -35,7 +35,7 @@ import grp
 import os
 import pwd
 import stat
-from dataclasses import dataclass, field
+from collections import namedtuple
 
 from jailtwist.enter import CAPABILITIES
 from jailtwist.errors import JailtwistError
@@ -106,8 +106,9 @@ _FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | \
     os.O_CLOEXEC
 
 
-@dataclass(frozen=True)
-class Finding:
+# Named tuples and a plain class, not dataclasses: jk_list imports this
+# module, and dataclasses alone would take longer to import than the rest.
+class Finding(namedtuple("Finding", "jail kind path detail")):
     """
     One problem found in a jail.
 
@@ -119,10 +120,7 @@ class Finding:
     @ivar detail: one human sentence: what is wrong, with the numbers.
     """
 
-    jail: str
-    kind: str
-    path: str
-    detail: str
+    __slots__ = ()
 
     def __str__(self):
         """
@@ -142,18 +140,28 @@ class Finding:
                 "detail": printable(self.detail)}
 
 
-@dataclass
 class AuditReport:
     """
     What one L{JailAudit} found and how much it looked at.
     """
 
-    jail: str
-    findings: list = field(default_factory=list)
-    directories: int = 0
-    files: int = 0
-    compared: int = 0
-    skipped: list = field(default_factory=list)
+    def __init__(self, jail, findings=None, directories=0, files=0,
+                 compared=0, skipped=None):
+        self.jail = jail
+        self.findings = [] if findings is None else findings
+        self.directories = directories
+        self.files = files
+        self.compared = compared
+        self.skipped = [] if skipped is None else skipped
+
+    def __eq__(self, other):
+        if not isinstance(other, AuditReport):
+            return NotImplemented
+        return vars(self) == vars(other)
+
+    def __repr__(self):
+        return ("AuditReport(" + ", ".join(f"{k}={v!r}" for k, v
+                                           in vars(self).items()) + ")")
 
     @property
     def clean(self):
@@ -167,8 +175,12 @@ class AuditReport:
                 "findings": [f.asDict() for f in self.findings]}
 
 
-@dataclass(frozen=True)
-class CheckPolicy:
+class CheckPolicy(namedtuple(
+        "CheckPolicy",
+        "ignorePathEverywhere ignorePathOnCompare ignoreWritableForGroup "
+        "ignoreWritableForOthers ignoreSetuidExecuteForUser "
+        "ignoreSetuidExecuteForGroup ignoreSetuidExecuteForOthers "
+        "ignoreNotOwnedByRoot ignoreDevices", defaults=(frozenset(),) * 9)):
     """
     What to leave out when checking one jail: jailkit's jk_check.ini keys.
 
@@ -178,15 +190,7 @@ class CheckPolicy:
     not match C{homework}, unlike jailkit's string prefixes).
     """
 
-    ignorePathEverywhere: frozenset = frozenset()
-    ignorePathOnCompare: frozenset = frozenset()
-    ignoreWritableForGroup: frozenset = frozenset()
-    ignoreWritableForOthers: frozenset = frozenset()
-    ignoreSetuidExecuteForUser: frozenset = frozenset()
-    ignoreSetuidExecuteForGroup: frozenset = frozenset()
-    ignoreSetuidExecuteForOthers: frozenset = frozenset()
-    ignoreNotOwnedByRoot: frozenset = frozenset()
-    ignoreDevices: frozenset = frozenset()
+    __slots__ = ()
 
     @classmethod
     def fromSection(cls, section, jail, defaults=None):
@@ -281,7 +285,7 @@ class JailAudit:
         if not isinstance(jail, Jail):
             jail = Jail(jail)
         self.jail = jail
-        self.path = jail.path.path
+        self.path = jail.location
         self.policy = policy if policy is not None else CheckPolicy()
         self.hostRoot = hostRoot.rstrip("/") + "/"
         self._passwd = passwd

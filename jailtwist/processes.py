@@ -15,13 +15,15 @@ or simply skipped; it never ends the scan.
 
 import errno
 import os
-from dataclasses import dataclass
+from collections import namedtuple
 
 from jailtwist.audit import printable, userName
 
 
-@dataclass(frozen=True, order=True)
-class JailedProcess:
+# A named tuple, not a dataclass: jk_list starts in a fraction of the time
+# dataclasses takes to import.
+class JailedProcess(namedtuple("JailedProcess", "jail pid uid user command "
+                                                "name", defaults=("",))):
     """
     One process whose root is not the host's root.
 
@@ -33,12 +35,7 @@ class JailedProcess:
     @ivar name: the name of its jail in jailtwist's registry, or C{""}.
     """
 
-    jail: str
-    pid: int
-    uid: object
-    user: str
-    command: str
-    name: str = ""
+    __slots__ = ()
 
 
 # Registry isolation words -> the namespace (in /proc/PID/ns) they give a

@@ -4,17 +4,11 @@ The jk_check and jk_list commands: parse the options, run
 L{jailtwist.audit} or L{jailtwist.processes}, print the result.
 """
 
-import json
 import os
 import sys
 
-from twisted.python import usage
-
-from jailtwist import audit, processes
-from jailtwist.command import runCommand
-from jailtwist.config import readIni
+from jailtwist.command import CommandLine, runCommand
 from jailtwist.errors import JailtwistError
-from jailtwist.registry import JailRegistry
 
 CHECK_CONFIG = "/etc/jailkit/jk_check.ini"
 
@@ -23,33 +17,31 @@ CLEAN = 0
 FOUND = 1
 CANNOT_CHECK = 3
 
-
-class CheckOptions(usage.Options):
-    synopsis = "jk_check [-v] [-c CONFIG] [--json] [JAIL...]"
-    longdesc = ("Check jails for setuid files, writable directories, files "
-                "that differ from the host's, directories not owned by root "
-                "and device nodes.  Without JAIL, check every jail in the "
-                "config file and every jail named by an account's home "
-                "(/jail/./home/user).  Exit status 1 if anything is found.")
-
-    optFlags = [
-        ["verbose", "v", "say what is checked, and a summary per jail"],
-        ["json", None, "print one JSON document (for monitoring)"],
-    ]
-    optParameters = [
-        ["configfile", "c", None,
-         f"jk_check.ini to read (default: {CHECK_CONFIG})"],
-    ]
-
-    opt_h = usage.Options.opt_help
-
-    def parseArgs(self, *jails):
-        self["jails"] = list(jails)
+# Both commands parse without Twisted (see jailtwist.command), and import
+# what they work with only once the command line is good.
+CHECK_COMMAND_LINE = CommandLine(
+    synopsis="jk_check [-v] [-c CONFIG] [--json] [JAIL...]",
+    longdesc=("Check jails for setuid files, writable directories, files "
+              "that differ from the host's, directories not owned by root "
+              "and device nodes.  Without JAIL, check every jail in the "
+              "config file and every jail named by an account's home "
+              "(/jail/./home/user).  Exit status 1 if anything is found."),
+    flags=[
+        ("verbose", "v", "say what is checked, and a summary per jail"),
+        ("json", None, "print one JSON document (for monitoring)"),
+    ],
+    parameters=[
+        ("configfile", "c", None,
+         f"jk_check.ini to read (default: {CHECK_CONFIG})"),
+    ],
+    arguments=True, helpShort=True)
 
 
 def _checkMain(argv):
-    options = CheckOptions()
-    options.parseOptions(argv)
+    options, jails = CHECK_COMMAND_LINE.parse(argv, "jk_check")
+    options["jails"] = jails
+    from jailtwist import audit
+    from jailtwist.config import readIni
     configPath = options["configfile"] or CHECK_CONFIG
     ini = None
     try:
@@ -74,6 +66,7 @@ def _checkMain(argv):
             _printReport(report, options["verbose"])
     findings = sum(len(report.findings) for report in reports)
     if options["json"]:
+        import json
         json.dump({"clean": findings == 0, "findings": findings,
                    "jails": [report.asDict() for report in reports]},
                   sys.stdout, indent=2)
@@ -85,6 +78,7 @@ def _checkMain(argv):
 
 
 def _printReport(report, verbose):
+    from jailtwist import audit
     for finding in report.findings:
         print(finding)
     if verbose:
@@ -101,28 +95,27 @@ def checkMain():
     runCommand(_checkMain, name="jk_check")
 
 
-class ListOptions(usage.Options):
-    synopsis = "jk_list [-v] [-w] [-j JAIL]"
-    longdesc = ("List every process whose root directory is not the host's "
-                "root (a chrooted or jailed process): PID, user, jail and "
-                "command; then the jails in jailtwist's registry.  JAIL is "
-                "a directory, or the name, jid or pid:N of a registered "
-                "jail.")
-
-    optFlags = [
-        ["wide", "w", "do not shorten commands to fit 80 columns"],
-        ["verbose", "v", "also report processes that could not be read"],
-    ]
-    optParameters = [
-        ["jail", "j", None, "list only processes in this jail (or below)"],
-    ]
-
-    opt_h = usage.Options.opt_help
+LIST_COMMAND_LINE = CommandLine(
+    synopsis="jk_list [-v] [-w] [-j JAIL]",
+    longdesc=("List every process whose root directory is not the host's "
+              "root (a chrooted or jailed process): PID, user, jail and "
+              "command; then the jails in jailtwist's registry.  JAIL is "
+              "a directory, or the name, jid or pid:N of a registered "
+              "jail."),
+    flags=[
+        ("wide", "w", "do not shorten commands to fit 80 columns"),
+        ("verbose", "v", "also report processes that could not be read"),
+    ],
+    parameters=[
+        ("jail", "j", None, "list only processes in this jail (or below)"),
+    ],
+    helpShort=True)
 
 
 def _listMain(argv, registry=None):
-    options = ListOptions()
-    options.parseOptions(argv)
+    options, _ = LIST_COMMAND_LINE.parse(argv, "jk_list")
+    from jailtwist import processes
+    from jailtwist.registry import JailRegistry
     if registry is None:
         registry = JailRegistry()
     try:
