@@ -1122,3 +1122,31 @@ class ConfigTests(LaunchTestCase):
         self.assertIn("isolation", result.stderr)
         self.assertIn("unknown key", result.stderr)
 
+
+
+class PidfileTests(SynchronousTestCase):
+    """
+    The pidfile is written to a fresh file and renamed into place: a
+    symlink planted at its name, or at a temporary name, is replaced,
+    never followed.
+    """
+
+    def test_plantedSymlinksNotFollowed(self):
+        from jailtwist.tools.launch import _writePidfile
+        directory = harness.shortTempDir(self).path
+        victim = os.path.join(directory, "victim")
+        with open(victim, "w") as f:
+            f.write("keep\n")
+        pidfile = os.path.join(directory, "jail.pid")
+        os.symlink(victim, pidfile)
+        os.symlink(victim, os.path.join(directory,
+                                        f".jail.pid.{os.getpid()}.new"))
+        _writePidfile(pidfile, 4321)
+        self.assertFalse(os.path.islink(pidfile))
+        with open(pidfile) as f:
+            self.assertEqual(f.read(), "4321\n")
+        with open(victim) as f:
+            self.assertEqual(f.read(), "keep\n")
+        self.assertEqual(sorted(os.listdir(directory)),
+                         sorted(["victim", "jail.pid",
+                                 f".jail.pid.{os.getpid()}.new"]))
