@@ -7,7 +7,9 @@ run moves them all alike.  Every group also runs a bare interpreter
 (C{python3 -I -S -c pass}, the same binary jailtwist runs on), the floor no
 Python tool can go below, and prints each contender's median wall time,
 median CPU time (user + system of the process and its children), minimum,
-and its ratios to the bare interpreter and to the group's first contender.
+and its ratios to the bare interpreter and to the group's second contender
+(the tool it is compared with), each the median of the ratios of runs made
+in the same round, and the same ratio to the bare interpreter for CPU time.
 
 Groups:
   - jk_chrootlaunch plain against jailkit's C jk_chrootlaunch, both running
@@ -92,6 +94,14 @@ class Contender:
                              f"{stderr.decode(errors='replace').strip()}")
 
 
+def paired(times, baseline):
+    """
+    The median of the ratios of runs made in the same round: a machine
+    that slows down for a while moves both sides of a ratio.
+    """
+    return statistics.median(a / b for a, b in zip(times, baseline) if b)
+
+
 def runGroup(title, contenders, runs, notes=()):
     """
     Run the contenders in turn, C{runs} rounds after one warm-up round, and
@@ -104,18 +114,19 @@ def runGroup(title, contenders, runs, notes=()):
     for _ in range(runs):
         for contender in contenders:
             contender.once()
-    bare = statistics.median(contenders[0].wall)
-    first = statistics.median(contenders[1].wall) if len(contenders) > 1 \
-        else bare
+    bare = contenders[0]
+    first = contenders[1] if len(contenders) > 1 else bare
     print(f"\n{title} ({runs} runs each, alternating)")
     print(f"  {'':52s} {'median':>8s} {'cpu':>8s} {'min':>8s} "
-          f"{'x bare':>7s} {'x 2nd':>7s}")
+          f"{'x bare':>7s} {'x 2nd':>7s} {'cpu x bare':>10s}")
     for contender in contenders:
-        median = statistics.median(contender.wall)
-        print(f"  {contender.label:52s} {median * 1000:6.1f}ms "
+        print(f"  {contender.label:52s} "
+              f"{statistics.median(contender.wall) * 1000:6.1f}ms "
               f"{statistics.median(contender.cpu) * 1000:6.1f}ms "
-              f"{min(contender.wall) * 1000:6.1f}ms {median / bare:7.2f} "
-              f"{median / first:7.2f}")
+              f"{min(contender.wall) * 1000:6.1f}ms "
+              f"{paired(contender.wall, bare.wall):7.2f} "
+              f"{paired(contender.wall, first.wall):7.2f} "
+              f"{paired(contender.cpu, bare.cpu):10.2f}")
     for note in notes:
         print(f"  note: {note}")
     sys.stdout.flush()
@@ -236,18 +247,9 @@ def main():
             Contender("jailtwist jk_chrootlaunch", launch + true),
         ], runs)
 
-        isolated = [bare, Contender("jailtwist jk_chrootlaunch --isolate",
-                                    launch + ["--isolate"] + true)]
+        # firejail second: the target is to start faster than it.
+        isolated = [bare]
         notes = []
-        if shutil.which("bwrap"):
-            isolated.append(Contender(
-                "bwrap --unshare-all --proc --dev (ro jail)",
-                ["bwrap", "--unshare-all", "--new-session",
-                 "--die-with-parent", "--ro-bind", jail, "/", "--proc",
-                 "/proc", "--dev", "/dev", "/bin/busybox", "true"]))
-        else:
-            notes.append("bubblewrap is not installed: apt-get install "
-                         "bubblewrap to compare")
         if shutil.which("firejail"):
             fireJail = firejailJail(parent)
             isolated.append(Contender(
@@ -257,6 +259,17 @@ def main():
         else:
             notes.append("firejail is not installed: apt-get install "
                          "firejail to compare")
+        if shutil.which("bwrap"):
+            isolated.append(Contender(
+                "bwrap --unshare-all --proc --dev (ro jail)",
+                ["bwrap", "--unshare-all", "--new-session",
+                 "--die-with-parent", "--ro-bind", jail, "/", "--proc",
+                 "/proc", "--dev", "/dev", "/bin/busybox", "true"]))
+        else:
+            notes.append("bubblewrap is not installed: apt-get install "
+                         "bubblewrap to compare")
+        isolated.append(Contender("jailtwist jk_chrootlaunch --isolate",
+                                  launch + ["--isolate"] + true))
         runGroup("jk_chrootlaunch --isolate: namespaces, busybox true",
                  isolated, runs, notes)
 
