@@ -84,21 +84,26 @@ class CommandLine:
     @ivar parameters: C{(long, short or None, default, doc)} for each
         option that takes a value.
     @ivar arguments: whether arguments may follow the options.
-    @ivar helpShort: whether C{-h} means C{--help}.
+    @ivar repeated: the parameters that may be given many times: their
+        value is the list of what was given.
+    @ivar helpShort: whether C{-h} means C{--help}: C{True}, C{False} or
+        C{"hidden"} (accepted, not listed).
     """
 
     def __init__(self, synopsis, longdesc, flags=(), parameters=(),
-                 arguments=False, helpShort=False):
+                 arguments=False, helpShort=False, repeated=()):
         self.synopsis = synopsis
         self.longdesc = longdesc
-        self.flags = [("help", "h" if helpShort else None,
+        self.flags = [("help", "h" if helpShort is True else None,
                        "Display this help and exit."),
                       ("version", None, "Display the jailtwist version and "
                                         "exit.")] + list(flags)
         self.parameters = list(parameters)
         self.arguments = arguments
+        self.repeated = frozenset(repeated)
+        self._hidden = {"h": "help"} if helpShort == "hidden" else {}
 
-    def parse(self, argv, name):
+    def parse(self, argv):
         """
         @return: C{(options, arguments)}: a dict with every long name (flags
             C{False} unless given, parameters their default unless given,
@@ -108,12 +113,13 @@ class CommandLine:
         @raise SystemExit: after printing C{--help} or C{--version}.
         """
         values = {long: False for long, _, _ in self.flags}
-        values.update((long, default)
+        values.update((long, [] if long in self.repeated else default)
                       for long, _, default, _ in self.parameters)
         takes = {long: False for long, _, _ in self.flags}
         takes.update((long, True) for long, _, _, _ in self.parameters)
-        shorts = {short: long for long, short, *_ in self.flags
-                  + self.parameters if short}
+        shorts = dict(self._hidden)
+        shorts.update((short, long) for long, short, *_ in self.flags
+                      + self.parameters if short)
         args = list(argv)
         given = []
         while args and args[0].startswith("-") and args[0] != "-":
@@ -155,9 +161,12 @@ class CommandLine:
                 sys.exit(0)
             if option == "version":
                 from jailtwist import __version__
-                sys.stdout.write(f"{name} (jailtwist) {__version__}\n")
+                sys.stdout.write(f"jailtwist {__version__}\n")
                 sys.exit(0)
-            values[option] = value if takes[option] else True
+            if option in self.repeated:
+                values[option].append(value)
+            else:
+                values[option] = value if takes[option] else True
         if args and not self.arguments:
             raise UsageError("Wrong number of arguments.")
         return values, args

@@ -119,7 +119,7 @@ class CommandLineTests(SynchronousTestCase):
 
     def ours(self, argv):
         try:
-            values, args = self.line.parse(argv, "jk_x")
+            values, args = self.line.parse(argv)
         except UsageError as e:
             self.assertEqual(e.exitCode, 2)
             return str(e)
@@ -155,16 +155,15 @@ class CommandLineTests(SynchronousTestCase):
         for option in ("--help", "--he", "--version"):
             with self.assertRaises(SystemExit) as caught:
                 self.line.parse(["-j", "/a", option, "x", "--bogus"]
-                                if option == "--version" else [option],
-                                "jk_x")
+                                if option == "--version" else [option])
             self.assertEqual(caught.exception.code, 0)
         self.assertIn("Options:", out[0])
         self.assertIn("Options:", out[1])
-        self.assertRegex(out[2], r"^jk_x \(jailtwist\) \d")
+        self.assertRegex(out[2], r"^jailtwist \d")
 
     def test_runCommandExplains(self):
         def main(argv):
-            self.line.parse(["--bogus"], "jk_x")
+            self.line.parse(["--bogus"])
         status, text = RunCommandTests.runMain(self, main)
         self.assertEqual((status, text), (2, "jk_x: option --bogus not "
                                              "recognized (see 'jk_x "

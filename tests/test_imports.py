@@ -85,7 +85,7 @@ class DriverTests(SynchronousTestCase):
     """
 
     def test_seesTwisted(self):
-        modules, _ = modulesOf("jk_init", ["--help"])
+        modules, _ = modulesOf("jailtwist", ["--help"])
         self.assertIn("twisted.python.usage", modules)
 
 
@@ -199,3 +199,19 @@ class CommandImportTests(SynchronousTestCase):
         modules, output = modulesOf("jk_check", [self.jail])
         self.assertIn("jailtwist.audit", modules)
         self.assertLean(modules, output, slow=False)
+
+    def test_buildTools(self):
+        """
+        jk_cp copying a file that is not a program (so no ELF reader is
+        needed), jk_init listing its sections, jk_update refusing a bad
+        command line.
+        """
+        source = os.path.join(harness.shortTempDir(self).path, "motd")
+        with open(source, "w") as f:
+            f.write("hello\n")
+        for name, args in [("jk_cp", ["-j", self.jail, source]),
+                           ("jk_init", ["-l"]),
+                           ("jk_update", ["--bogus"])]:
+            modules, output = modulesOf(name, args)
+            self.assertIn("jailtwist.tools.build", modules, name)
+            self.assertLean(modules, output, slow=False)

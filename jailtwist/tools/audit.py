@@ -38,7 +38,7 @@ CHECK_COMMAND_LINE = CommandLine(
 
 
 def _checkMain(argv):
-    options, jails = CHECK_COMMAND_LINE.parse(argv, "jk_check")
+    options, jails = CHECK_COMMAND_LINE.parse(argv)
     options["jails"] = jails
     from jailtwist import audit
     from jailtwist.config import readIni
@@ -113,7 +113,7 @@ LIST_COMMAND_LINE = CommandLine(
 
 
 def _listMain(argv, registry=None):
-    options, _ = LIST_COMMAND_LINE.parse(argv, "jk_list")
+    options, _ = LIST_COMMAND_LINE.parse(argv)
     from jailtwist import processes
     from jailtwist.registry import JailRegistry
     if registry is None:

@@ -4,16 +4,14 @@ The jail builder commands: C{jk_init}, C{jk_cp} and C{jk_update}, with
 jailkit's options and ini files, in front of L{jailtwist.install}.
 
 They are one-shot programs with no asynchronous work, so they do not start
-a reactor.
+a reactor, and parse their options without Twisted (L{CommandLine}).
 """
 
 import os
 import sys
 import time
 
-from twisted.python import usage
-
-from jailtwist.command import runCommand
+from jailtwist.command import CommandLine, UsageError, runCommand
 from jailtwist.config import ConfigError, readIni
 from jailtwist.elf import ElfResolver
 from jailtwist.errors import JailtwistError
@@ -130,33 +128,17 @@ def _warnMissing(name, installer, strict):
             MISSING)
 
 
-class _BuildOptions(usage.Options):
-    optFlags = [
-        ["verbose", "v", "list every entry created"],
-        ["force", "f", "replace files that already exist in the jail"],
-        ["hardlink", "k", "hardlink instead of copying where possible "
-                          "(never for setuid/setgid programs)"],
-        ["strict", None, "fail (exit 4) when something named is missing "
-                         "on this host"],
-    ]
-    optParameters = [
-        ["jail", "j", None, "the jail directory"],
-    ]
-
-    def opt_h(self):
-        self.opt_help()
-
-    def opt_version(self):
-        """
-        Display the jailtwist version and exit.
-        """
-        _version()
-
-
-def _version():
-    from jailtwist import __version__
-    sys.stdout.write(f"jailtwist {__version__}\n")
-    sys.exit(0)
+_BUILD_FLAGS = [
+    ("verbose", "v", "list every entry created"),
+    ("force", "f", "replace files that already exist in the jail"),
+    ("hardlink", "k", "hardlink instead of copying where possible "
+                      "(never for setuid/setgid programs)"),
+    ("strict", None, "fail (exit 4) when something named is missing "
+                     "on this host"),
+]
+_BUILD_PARAMETERS = [
+    ("jail", "j", None, "the jail directory"),
+]
 
 
 def _jail(path, unsafeStatus, missingOk):
@@ -175,29 +157,32 @@ def _jail(path, unsafeStatus, missingOk):
 
 # -- jk_init ------------------------------------------------------------------
 
-class InitOptions(_BuildOptions):
-    synopsis = ("jk_init [-v] [-f] [-k] [--strict] [-c CONFIG] -j JAIL "
-                "SECTION...\n       jk_init -l [-c CONFIG]")
-    longdesc = ("Create a jail, or add to one, from sections of jk_init.ini "
-                "(programs, their libraries, devices, accounts).")
-    optFlags = _BuildOptions.optFlags + [
-        ["list", "l", "list the sections of the config file and exit"],
-    ]
-    optParameters = _BuildOptions.optParameters + [
-        ["configfile", "c", INIT_CONFIG, "the jk_init.ini to read"],
-    ]
+INIT_COMMAND_LINE = CommandLine(
+    synopsis=("jk_init [-v] [-f] [-k] [--strict] [-c CONFIG] -j JAIL "
+              "SECTION...\n       jk_init -l [-c CONFIG]"),
+    longdesc=("Create a jail, or add to one, from sections of jk_init.ini "
+              "(programs, their libraries, devices, accounts)."),
+    flags=_BUILD_FLAGS + [
+        ("list", "l", "list the sections of the config file and exit"),
+    ],
+    parameters=_BUILD_PARAMETERS + [
+        ("configfile", "c", INIT_CONFIG, "the jk_init.ini to read"),
+    ],
+    arguments=True, helpShort="hidden")
 
-    def parseArgs(self, *args):
-        args = list(args)
-        if self["jail"] is None and not self["list"]:
-            if not args:
-                raise usage.UsageError("need a jail directory (-j JAIL) and "
-                                       "at least one section")
-            self["jail"] = args.pop(0)
-        if not args and not self["list"]:
-            raise usage.UsageError("need at least one section (jk_init -l "
-                                   "lists them)")
-        self["sections"] = args
+
+def _initOptions(argv):
+    options, args = INIT_COMMAND_LINE.parse(argv)
+    if options["jail"] is None and not options["list"]:
+        if not args:
+            raise UsageError("need a jail directory (-j JAIL) and at least "
+                             "one section")
+        options["jail"] = args.pop(0)
+    if not args and not options["list"]:
+        raise UsageError("need at least one section (jk_init -l lists "
+                         "them)")
+    options["sections"] = args
+    return options
 
 
 def _readInit(path):
@@ -237,8 +222,7 @@ def _createJail(jail):
 
 
 def _initMain(argv):
-    options = InitOptions()
-    options.parseOptions(argv)
+    options = _initOptions(argv)
     config = _readInit(options["configfile"])
     if options["list"]:
         _listSections(config)
@@ -287,32 +271,34 @@ def initMain():
 
 # -- jk_cp --------------------------------------------------------------------
 
-class CopyOptions(_BuildOptions):
-    synopsis = "jk_cp [-v] [-f] [-k] [-s] [--strict] -j JAIL FILE..."
-    longdesc = ("Copy files, directories and device nodes into a jail at "
-                "the same path, with the libraries programs need; "
-                "setuid/setgid bits are removed unless -s is given.")
-    optFlags = _BuildOptions.optFlags + [
-        ["owner", "o", "keep owner and group (always done; accepted for "
-                       "jailkit compatibility)"],
-        ["setuid", "s", "keep setuid/setgid bits and file capabilities"],
-    ]
+COPY_COMMAND_LINE = CommandLine(
+    synopsis="jk_cp [-v] [-f] [-k] [-s] [--strict] -j JAIL FILE...",
+    longdesc=("Copy files, directories and device nodes into a jail at "
+              "the same path, with the libraries programs need; "
+              "setuid/setgid bits are removed unless -s is given."),
+    flags=_BUILD_FLAGS + [
+        ("owner", "o", "keep owner and group (always done; accepted for "
+                       "jailkit compatibility)"),
+        ("setuid", "s", "keep setuid/setgid bits and file capabilities"),
+    ],
+    parameters=_BUILD_PARAMETERS,
+    arguments=True, helpShort="hidden")
 
-    def parseArgs(self, *args):
-        args = list(args)
-        if self["jail"] is None:
-            if not args:
-                raise usage.UsageError("need a jail (-j JAIL) and files to "
-                                       "copy")
-            self["jail"] = args.pop(0)
+
+def _copyOptions(argv):
+    options, args = COPY_COMMAND_LINE.parse(argv)
+    if options["jail"] is None:
         if not args:
-            raise usage.UsageError("need at least one file to copy")
-        self["files"] = args
+            raise UsageError("need a jail (-j JAIL) and files to copy")
+        options["jail"] = args.pop(0)
+    if not args:
+        raise UsageError("need at least one file to copy")
+    options["files"] = args
+    return options
 
 
 def _copyMain(argv):
-    options = CopyOptions()
-    options.parseOptions(argv)
+    options = _copyOptions(argv)
     _requireRoot("jk_cp")
     sources = []
     for name in options["files"]:
@@ -364,62 +350,45 @@ def copyMain():
 
 # -- jk_update ----------------------------------------------------------------
 
-class UpdateOptions(usage.Options):
-    synopsis = ("jk_update [-v] [-d] [-k] [-s PATH]... -j JAIL [DIRECTORY...]"
-                "\n       jk_update [-v] [-d] [-k] -c SECTION [DIRECTORY...]")
-    longdesc = ("Bring the host files copied into a jail up to date: replace "
-                "changed ones, remove ones the host no longer has, add "
-                "libraries now needed.  Without DIRECTORY, scans "
-                + " ".join(UPDATE_DIRECTORIES) + ".")
-    optFlags = [
-        ["verbose", "v", "say what is scanned and done"],
-        ["dry-run", "d", "only print what would change"],
-        ["hardlink", "k", "hardlink instead of copying where possible"],
-        ["strict", None, "fail (exit 4) when a library needed is missing "
-                         "on this host"],
-    ]
-    optParameters = [
-        ["jail", "j", None, "the jail to update"],
-        ["configsection", "c", None,
-         f"take the jail and options from this section of {UPDATE_CONFIG}"],
-    ]
+UPDATE_COMMAND_LINE = CommandLine(
+    synopsis=("jk_update [-v] [-d] [-k] [-s PATH]... -j JAIL [DIRECTORY...]"
+              "\n       jk_update [-v] [-d] [-k] -c SECTION [DIRECTORY...]"),
+    longdesc=("Bring the host files copied into a jail up to date: replace "
+              "changed ones, remove ones the host no longer has, add "
+              "libraries now needed.  Without DIRECTORY, scans "
+              + " ".join(UPDATE_DIRECTORIES) + "."),
+    flags=[
+        ("verbose", "v", "say what is scanned and done"),
+        ("dry-run", "d", "only print what would change"),
+        ("hardlink", "k", "hardlink instead of copying where possible"),
+        ("strict", None, "fail (exit 4) when a library needed is missing "
+                         "on this host"),
+    ],
+    parameters=[
+        ("jail", "j", None, "the jail to update"),
+        ("configsection", "c", None,
+         f"take the jail and options from this section of {UPDATE_CONFIG}"),
+        ("skip", "s", None, "leave this path alone (repeatable; jail or "
+                            "host form)"),
+    ],
+    arguments=True, helpShort="hidden", repeated=["skip"])
 
-    def __init__(self):
-        super().__init__()
-        self["skips"] = []
 
-    def opt_skip(self, path):
-        """
-        leave this path alone (repeatable; jail or host form)
-        """
-        self["skips"].append(path.rstrip("/") or "/")
-
-    opt_s = opt_skip
-
-    def opt_h(self):
-        self.opt_help()
-
-    def opt_version(self):
-        """
-        Display the jailtwist version and exit.
-        """
-        _version()
-
-    def parseArgs(self, *directories):
-        self["directories"] = list(directories)
-
-    def postOptions(self):
-        if self["jail"] is not None and self["configsection"] is not None:
-            raise JailtwistError("give either a jail (-j) or a config "
-                                 "section (-c), not both", 21)
-        if self["jail"] is None and self["configsection"] is None:
-            raise usage.UsageError("need a jail (-j JAIL) or a config "
-                                   "section (-c SECTION)")
+def _updateOptions(argv):
+    options, directories = UPDATE_COMMAND_LINE.parse(argv)
+    options["directories"] = directories
+    options["skips"] = [path.rstrip("/") or "/" for path in options["skip"]]
+    if options["jail"] is not None and options["configsection"] is not None:
+        raise JailtwistError("give either a jail (-j) or a config section "
+                             "(-c), not both", 21)
+    if options["jail"] is None and options["configsection"] is None:
+        raise UsageError("need a jail (-j JAIL) or a config section (-c "
+                         "SECTION)")
+    return options
 
 
 def _updateMain(argv, configPath=UPDATE_CONFIG):
-    options = UpdateOptions()
-    options.parseOptions(argv)
+    options = _updateOptions(argv)
     skips = list(options["skips"])
     directories = list(options["directories"])
     hardlink = options["hardlink"]

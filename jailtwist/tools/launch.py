@@ -103,7 +103,7 @@ def parseOptions(argv):
     @raise JailtwistError: for a bad command line (status 2) or a missing
         or relative jail or program (jailkit's statuses).
     """
-    options, args = COMMAND_LINE.parse(argv, "jk_chrootlaunch")
+    options, args = COMMAND_LINE.parse(argv)
     options["args"] = args
     if not options["jail"]:
         raise JailtwistError("no jail given: use -j JAIL", NO_JAIL)
