@@ -215,3 +215,13 @@ class CommandImportTests(SynchronousTestCase):
             modules, output = modulesOf(name, args)
             self.assertIn("jailtwist.tools.build", modules, name)
             self.assertLean(modules, output, slow=False)
+
+    def test_accountTools(self):
+        """
+        jk_jailuser and jk_addjailuser, refused (no such jail).
+        """
+        for name in ("jk_jailuser", "jk_addjailuser"):
+            modules, output = modulesOf(name, ["-n", "-j", self.jail + "-no",
+                                               "jtimport4"])
+            self.assertIn("jailtwist.tools.jailuser", modules, name)
+            self.assertLean(modules, output, slow=False)

@@ -421,8 +421,8 @@ class JailUserTests(LoginTestCase):
             # The check finds nothing; the session starts during the copy.
             return [] if len(calls) == 1 else [4242]
         self.patch(jailuser, "runningProcesses", running)
-        options = jailuser.JailUserOptions()
-        options.parseOptions(["-m", "-n", "-j", self.jail, "jtlogin2"])
+        options = jailuser.parseJailUser(["-m", "-n", "-j", self.jail,
+                                          "jtlogin2"])
         e = self.assertRaises(JailtwistError, jailuser.jailAccounts,
                               options, out=open(os.devnull, "w"))
         self.assertEqual(e.exitCode, 2)

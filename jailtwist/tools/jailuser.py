@@ -22,9 +22,7 @@ import stat
 import subprocess
 import sys
 
-from twisted.python import usage
-
-from jailtwist.command import runCommand
+from jailtwist.command import CommandLine, UsageError, runCommand
 from jailtwist.errors import JailtwistError
 from jailtwist.jail import Jail
 from jailtwist.login import isLsh
@@ -51,57 +49,57 @@ def chrootshPath():
                         "jk_chrootsh")
 
 
-class JailOptions(usage.Options):
-    optParameters = [
-        ["jail", "j", None, "the jail to put the account(s) in"],
-        ["shell", "s", DEFAULT_SHELL,
-         "the shell inside the jail (jk_lsh: only the commands its "
-         "jk_lsh.ini allows)"],
-        ["chrootsh", None, None,
-         "the jk_chrootsh to make the host shell (default: the one "
-         "installed with this command)"],
-    ]
-    optFlags = [
-        ["verbose", "v", "say what is done"],
-        ["noninteractive", "n", "never ask a question"],
-    ]
+_JAIL_FLAGS = [
+    ("verbose", "v", "say what is done"),
+    ("noninteractive", "n", "never ask a question"),
+]
+_JAIL_PARAMETERS = [
+    ("jail", "j", None, "the jail to put the account(s) in"),
+    ("shell", "s", DEFAULT_SHELL,
+     "the shell inside the jail (jk_lsh: only the commands its "
+     "jk_lsh.ini allows)"),
+    ("chrootsh", None, None,
+     "the jk_chrootsh to make the host shell (default: the one "
+     "installed with this command)"),
+]
 
-    def postOptions(self):
-        if not self["jail"]:
-            raise JailtwistError("no jail given: use -j JAIL", BAD_JAIL)
-        if not self["shell"].startswith("/"):
-            raise JailtwistError(f"shell {self['shell']!r} must be an absolute"
-                                 f" path inside the jail", BAD_JAIL)
-        if self["chrootsh"] is None:
-            self["chrootsh"] = chrootshPath()
+JAILUSER_COMMAND_LINE = CommandLine(
+    synopsis="jk_jailuser [-m] [-j JAIL] [-s SHELL] [-n] [-v] USER...",
+    longdesc="",
+    flags=_JAIL_FLAGS + [
+        ("move", "m", "move the home directory into the jail"),
+        ("nomove", None, "do not move the home directory (the default)"),
+    ],
+    parameters=_JAIL_PARAMETERS, arguments=True)
 
-
-class JailUserOptions(JailOptions):
-    synopsis = "jk_jailuser [-m] [-j JAIL] [-s SHELL] [-n] [-v] USER..."
-    optFlags = [
-        ["move", "m", "move the home directory into the jail"],
-        ["nomove", None, "do not move the home directory (the default)"],
-    ]
-
-    def parseArgs(self, *users):
-        if not users:
-            raise usage.UsageError("name at least one user")
-        self["users"] = list(users)
-
-
-class AddJailUserOptions(JailOptions):
-    synopsis = "jk_addjailuser -j JAIL [-s SHELL] [options] USER"
-    optParameters = [
-        ["uid", "u", None, "the new account's uid (useradd -u)"],
-        ["gid", "g", None, "the new account's primary group (useradd -g)"],
-        ["comment", "c", None, "the GECOS field (useradd -c)"],
-        ["password", "p", None,
+ADDJAILUSER_COMMAND_LINE = CommandLine(
+    synopsis="jk_addjailuser -j JAIL [-s SHELL] [options] USER",
+    longdesc="",
+    flags=_JAIL_FLAGS,
+    parameters=_JAIL_PARAMETERS + [
+        ("uid", "u", None, "the new account's uid (useradd -u)"),
+        ("gid", "g", None, "the new account's primary group (useradd -g)"),
+        ("comment", "c", None, "the GECOS field (useradd -c)"),
+        ("password", "p", None,
          "the encrypted password field (useradd -p); '*' allows key logins "
-         "without a password"],
-    ]
+         "without a password"),
+    ],
+    arguments=True)
 
-    def parseArgs(self, user):
-        self["users"] = [user]
+
+def _jailOptions(options, users):
+    """
+    Check what both commands share, once the users are known.
+    """
+    options["users"] = users
+    if not options["jail"]:
+        raise JailtwistError("no jail given: use -j JAIL", BAD_JAIL)
+    if not options["shell"].startswith("/"):
+        raise JailtwistError(f"shell {options['shell']!r} must be an "
+                             f"absolute path inside the jail", BAD_JAIL)
+    if options["chrootsh"] is None:
+        options["chrootsh"] = chrootshPath()
+    return options
 
 
 def checkJail(path, shell):
@@ -471,9 +469,19 @@ def flushNameCache():
             subprocess.run([nscd, "-i", table], capture_output=True)
 
 
+def parseJailUser(argv):
+    """
+    @return: the options of a jk_jailuser command line, the accounts under
+        C{"users"}.
+    """
+    options, users = JAILUSER_COMMAND_LINE.parse(argv)
+    if not users:
+        raise UsageError("name at least one user")
+    return _jailOptions(options, users)
+
+
 def _jailuser(argv):
-    options = JailUserOptions()
-    options.parseOptions(argv)
+    options = parseJailUser(argv)
     if not options["move"] and not options["noninteractive"] and \
             sys.stdin.isatty():
         answer = input(f"move the home directory of "
@@ -491,8 +499,10 @@ def jailuser():
 
 
 def _addjailuser(argv):
-    options = AddJailUserOptions()
-    options.parseOptions(argv)
+    options, users = ADDJAILUSER_COMMAND_LINE.parse(argv)
+    if len(users) != 1:
+        raise UsageError("Wrong number of arguments.")
+    options = _jailOptions(options, users)
     options["move"] = False
     name = options["users"][0]
     try:
