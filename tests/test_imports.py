@@ -20,8 +20,10 @@ from twisted.trial.unittest import SynchronousTestCase
 from tests import harness
 from tests.test_login import addAccount, asUser
 
-# Never on a one-shot path that does not need them.
-HEAVY = ("twisted", "zope", "configparser", "argparse", "elftools")
+# Never on a one-shot path that does not need them (pkg_resources and
+# importlib.metadata are what older console-script wrappers loaded).
+HEAVY = ("twisted", "zope", "configparser", "argparse", "elftools",
+         "pkg_resources", "importlib.metadata")
 
 # Not on the paths whose start-up is measured against C tools
 # (benchmarks/bench_startup.py): each of these costs 3-9 ms of a 10-20 ms
@@ -75,8 +77,13 @@ def modulesOf(name, args, run=lambda argv: argv, env=None):
     return set(lines[-1].split()[1:]), result.stdout + result.stderr
 
 
-def loaded(modules, tops):
-    return sorted(m for m in modules if m.split(".")[0] in tops)
+def loaded(modules, names):
+    """
+    @return: the modules that are one of C{names} or inside one.
+    """
+    return sorted(m for m in modules
+                  if any(m == name or m.startswith(name + ".")
+                         for name in names))
 
 
 class DriverTests(SynchronousTestCase):
