@@ -35,6 +35,7 @@ import time
 
 from twisted.python.filepath import FilePath
 
+from jailtwist.bindlist import hasBindList
 from jailtwist.enter import EnterError, pinProcess, processStartTime
 from jailtwist.errors import JailtwistError
 
@@ -57,10 +58,13 @@ class JailRecord:
         C{"net:192.0.2.2"}, C{"fs"}); empty for a plain chroot.
     @ivar startTime: the init's start time in clock ticks since boot.
     @ivar created: when it was registered (seconds since the epoch).
+    @ivar bind: whether the jail is assembled from read-only binds of host
+        paths (it has a bind list, L{jailtwist.bindlist}) rather than
+        holding copies.
     """
 
     def __init__(self, jid, name, path, initPid, isolation, startTime,
-                 created):
+                 created, bind=False):
         self.jid = jid
         self.name = name
         self.path = path
@@ -68,6 +72,7 @@ class JailRecord:
         self.isolation = list(isolation)
         self.startTime = startTime
         self.created = created
+        self.bind = bind
 
     def __repr__(self):
         return (f"JailRecord(jid={self.jid}, name={self.name!r}, "
@@ -87,13 +92,15 @@ class JailRecord:
     def asDict(self):
         return {"jid": self.jid, "name": self.name, "path": self.path,
                 "initPid": self.initPid, "isolation": self.isolation,
-                "startTime": self.startTime, "created": self.created}
+                "startTime": self.startTime, "created": self.created,
+                "bind": self.bind}
 
     @classmethod
     def fromDict(cls, data):
         return cls(int(data["jid"]), str(data["name"]), str(data["path"]),
                    int(data["initPid"]), [str(i) for i in data["isolation"]],
-                   int(data["startTime"]), float(data["created"]))
+                   int(data["startTime"]), float(data["created"]),
+                   bool(data.get("bind", False)))
 
 
 def checkName(name):
@@ -172,7 +179,8 @@ class JailRegistry:
                         f"another name")
             jid = self._nextJid()
             record = JailRecord(jid, name, path, initPid, isolation,
-                                startTime, self._clock())
+                                startTime, self._clock(),
+                                bind=hasBindList(path))
             self._write(record)
             return record
         finally:
