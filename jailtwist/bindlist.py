@@ -108,9 +108,11 @@ class RefusedEntry(JailtwistError):
     """
 
     def __init__(self, path, reason):
-        super().__init__(f"{path!r}: refused, {reason}"
-                         if not path.startswith("/") else
-                         f"{path}: refused, {reason}")
+        # A path that is not plainly absolute and printable is quoted, so
+        # the refusal stays one line that shows what was written.
+        shown = path if path.startswith("/") and path.isprintable() \
+            else repr(path)
+        super().__init__(f"{shown}: refused, {reason}")
         self.path = path
         self.reason = reason
 
