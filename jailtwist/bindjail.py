@@ -24,8 +24,8 @@ import stat
 
 from jailtwist.bindlist import (
     LIST, BindListError, MissingEntry, RefusedEntry, checkEntries,
-    checkHostPath, formatBindList, isUnder, mountPlan, parseBindList,
-    readBindList)
+    checkHostPath, formatBindList, isUnder, listPresent, mountPlan,
+    parseBindList, readBindList)
 from jailtwist.errors import JailtwistError
 from jailtwist.install import Missing, _mayNeedLibraries, symlinkTarget
 from jailtwist.passwd import replaceFile
@@ -55,11 +55,8 @@ def isCopiedJail(jail):
     """
     root = jail.openRoot()
     try:
-        try:
-            os.stat(LIST, dir_fd=root, follow_symlinks=False)
+        if listPresent(root):
             return False
-        except (FileNotFoundError, NotADirectoryError):
-            pass
         for name in _COPY_MARKS:
             try:
                 os.stat(name, dir_fd=root, follow_symlinks=False)

@@ -81,6 +81,7 @@ NEVER = ("/proc", "/sys", "/dev", "/home", "/root", "/run", "/tmp",
          "/etc/jailkit", "/var", "/srv", "/mnt", "/media")
 
 _MAX_LIST = 4 * 1024 * 1024
+_DIRECTORY = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 #: One mount for the ways in to make: bind C{source} (a host path) at
 #: C{target} (the same path, as seen inside the jail), read-only, nosuid,
@@ -251,12 +252,8 @@ def readBindList(jailRoot):
     @raise BindListError: if there is a list that cannot be trusted.
     """
     from jailtwist.login import TrustedFileError, readTrusted
-    try:
-        os.stat(LIST, dir_fd=jailRoot, follow_symlinks=False)
-    except FileNotFoundError:
+    if not listPresent(jailRoot):
         return None
-    except NotADirectoryError:
-        pass  # a file where a directory should be: readTrusted says so
     try:
         return readTrusted(jailRoot, LIST, limit=_MAX_LIST)
     except TrustedFileError as e:
@@ -265,16 +262,41 @@ def readBindList(jailRoot):
                             f"and writable by root only)") from None
 
 
-def hasBindList(jailPath):
+def listPresent(jailRoot):
     """
-    Whether the jail at C{jailPath} is a bind jail (has a bind list, of
-    whatever kind; L{readBindList} then says if it can be trusted).
+    Whether the jail whose root directory descriptor is C{jailRoot} has a
+    bind list at L{LIST}: something is there, or a symlink stands on the
+    way to it (a symlink is never followed; L{readBindList} then refuses
+    it rather than taking the jail for one without binds).
     """
+    fd = os.dup(jailRoot)
     try:
-        os.stat(os.path.join(jailPath, LIST), follow_symlinks=False)
+        parts = LIST.split("/")
+        for i, part in enumerate(parts):
+            st = os.stat(part, dir_fd=fd, follow_symlinks=False)
+            if i == len(parts) - 1 or stat.S_ISLNK(st.st_mode):
+                return True
+            child = os.open(part, _DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = child
     except OSError:
         return False
-    return True
+    finally:
+        os.close(fd)
+
+
+def hasBindList(jailPath):
+    """
+    Whether the jail directory C{jailPath} is a bind jail (L{listPresent}).
+    """
+    try:
+        root = os.open(jailPath, _DIRECTORY)
+    except OSError:
+        return False
+    try:
+        return listPresent(root)
+    finally:
+        os.close(root)
 
 
 class CheckedList:

@@ -172,6 +172,20 @@ class InitBindTests(_BindTestCase):
         self.assertEqual(len(result.stderr.splitlines()), 1)
         self.assertIn("cannot be trusted", result.stderr)
 
+    def test_mountPointConflict(self):
+        """
+        A directory where a file is to be bound stops the run with one line,
+        and the list is not extended with a path that has no mount point.
+        """
+        self.bind("basicshell")
+        content = self.listBytes()
+        os.makedirs(self.jail.path + "/usr/lib/openssh/sftp-server")
+        result = self.bind("sftp", status=1)
+        self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
+        self.assertIn("/usr/lib/openssh/sftp-server", result.stderr)
+        self.assertIn("remove it", result.stderr)
+        self.assertEqual(self.listBytes(), content)
+
     def test_refusedAndMissingPaths(self):
         config = self.ini("[odd]\npaths = /usr/bin/env, /var/lib/dpkg, "
                           "/usr/bin/no-such-program-x\n")

@@ -258,6 +258,16 @@ class ReadTests(SynchronousTestCase):
         os.symlink("../jk", self.jail + "/etc/jailkit")
         self.refused("/etc/jailkit is a symlink")
 
+    def test_symlinkToHost(self):
+        """
+        A jail whose etc is a symlink to the host's is not taken for a jail
+        without binds, and nothing of the host's is read.
+        """
+        shutil.rmtree(self.jail + "/etc")
+        os.symlink("/etc", self.jail + "/etc")
+        self.assertTrue(bindlist.hasBindList(self.jail))
+        self.refused("/etc is a symlink")
+
     def test_loadPlan(self):
         with open(self.list, "wb") as f:
             f.write(b"/usr/bin/env\n/usr/lib/x/../y\n/usr/bin/no-such-x\n")
