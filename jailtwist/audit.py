@@ -378,8 +378,10 @@ class JailAudit:
             return []
         checked = bindlist.checkEntries(entries, self.path)
         for refused in checked.refused:
+            # What the host changed, jk_update resolves again.
+            hint = " (jk_update resolves it again)" if refused.onHost else ""
             self._add(Kind.BIND, listPath,
-                      f"line {checked.lines[refused.path]}: {refused}")
+                      f"line {checked.lines[refused.path]}: {refused}{hint}")
         return bindlist.mountPlan(checked.accepted)
 
     def _checkMountPoints(self, plan):

@@ -104,6 +104,30 @@ def writeBindList(jail, paths):
         os.close(dirFd)
 
 
+def removeMountPoint(jail, path):
+    """
+    Remove the mount point jailtwist made for C{path} in C{jail}: an empty
+    regular file or an empty directory owned by root.  Anything else there
+    is left alone.
+    """
+    try:
+        dirFd, name = jail.openParent(path)
+    except OSError:
+        return
+    try:
+        st = os.stat(name, dir_fd=dirFd, follow_symlinks=False)
+        if st.st_uid != 0:
+            return
+        if stat.S_ISREG(st.st_mode) and st.st_size == 0:
+            os.unlink(name, dir_fd=dirFd)
+        elif stat.S_ISDIR(st.st_mode):
+            os.rmdir(name, dir_fd=dirFd)
+    except OSError:
+        pass
+    finally:
+        os.close(dirFd)
+
+
 class BindCollector:
     """
     The host paths a bind jail needs, gathered the way an
@@ -263,6 +287,20 @@ class BindCollector:
                     continue
 
     # -- results ------------------------------------------------------------
+
+    def resolveAgain(self, refused):
+        """
+        Resolve again entries of the old list that the host now has in
+        another form (a file became a symlink after an upgrade): their old
+        mount points go, and the path is collected as a section's would be
+        (the symlink recreated, its target listed).
+
+        @param refused: L{RefusedEntry}s with C{onHost} set.
+        """
+        for entry in refused:
+            if not self.dryRun:
+                removeMountPoint(self.jail, entry.path)
+            self.install(entry.path)
 
     def merge(self, entries):
         """

@@ -106,9 +106,12 @@ class RefusedEntry(JailtwistError):
 
     @ivar path: the entry as given.
     @ivar reason: why, in a few words.
+    @ivar onHost: whether the entry itself is acceptable and what the host
+        has at that path is not (a symlink, an untrusted directory, a
+        device): after a host upgrade, the path is worth resolving again.
     """
 
-    def __init__(self, path, reason):
+    def __init__(self, path, reason, onHost=False):
         # A path that is not plainly absolute and printable is quoted, so
         # the refusal stays one line that shows what was written.
         shown = path if path.startswith("/") and path.isprintable() \
@@ -116,6 +119,7 @@ class RefusedEntry(JailtwistError):
         super().__init__(f"{shown}: refused, {reason}")
         self.path = path
         self.reason = reason
+        self.onHost = onHost
 
 
 class MissingEntry(JailtwistError):
@@ -185,7 +189,8 @@ def openHostPath(path):
     except TrustedFileError as e:
         if str(e).endswith(" does not exist"):
             raise MissingEntry(path) from None
-        raise RefusedEntry(path, f"host path untrusted: {e}") from None
+        raise RefusedEntry(path, f"host path untrusted: {e}",
+                           onHost=True) from None
     finally:
         os.close(root)
 
@@ -207,7 +212,8 @@ def checkHostPath(path, jail=None):
         os.close(fd)
     if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
         raise RefusedEntry(path, "neither a regular file nor a directory "
-                                 "(devices are the jail's own, in dev/)")
+                                 "(devices are the jail's own, in dev/)",
+                           onHost=True)
     return HostPath(path, stat.S_ISDIR(mode))
 
 

@@ -291,6 +291,38 @@ class UpdateBindTests(_BindTestCase):
         self.assertNotIn(program, self.listed())
 
 
+    def test_becameSymlink(self):
+        """
+        A listed host file that an upgrade turned into a symlink: jk_check
+        reports it, jk_update gives the jail the symlink and lists its
+        target instead.
+        """
+        directory = self.optDirectory()
+        program = directory + "/app"
+        shutil.copy("/usr/bin/true", program)
+        config = self.ini(f"[app]\npaths = {program}\n")
+        self.bind("app", config=config)
+        os.rename(program, program + ".real")
+        os.symlink("app.real", program)
+        check = harness.run("jk_check", self.jail.path)
+        self.assertEqual(check.returncode, 1)
+        self.assertIn(f"{program}: refused, host path untrusted: {program} "
+                      f"is a symlink (jk_update resolves it again)",
+                      check.stdout)
+        where = f"{self.jail.path}/{bindlist.LIST}"
+        update = harness.run("jk_update", "-j", self.jail.path)
+        self.assertEqual(update.returncode, 0, update.stderr)
+        lines = update.stdout.splitlines()
+        self.assertIn(f"added {program}.real to {where}", lines)
+        self.assertIn(f"removed {program} from {where} (host path "
+                      f"untrusted: {program} is a symlink)", lines)
+        self.assertEqual(os.readlink(self.jail.path + program), "app.real")
+        self.assertEqual(os.path.getsize(self.jail.path + program + ".real"),
+                         0)
+        self.assertEqual(harness.run("jk_check", self.jail.path).returncode,
+                         0)
+
+
 class RegistryBindTests(_BindTestCase):
     """
     The registry and jk_list say which jails are assembled from binds.

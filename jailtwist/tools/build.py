@@ -298,17 +298,22 @@ def _initMain(argv):
 
 def _refuseListed(name, jail, checked):
     """
-    Stop when the jail's bind list names something refused: each refused
-    line is printed, nothing is changed.
+    Stop when the jail's bind list names something that is refused in
+    itself: each such line is printed, nothing is changed.  Entries refused
+    only for what the host now has there are left to be resolved again.
+
+    @return: those L{jailtwist.bindlist.RefusedEntry}s.
     """
     where = f"{jail.location}/{BIND_LIST}"
-    for refused in checked.refused:
+    fatal = [refused for refused in checked.refused if not refused.onHost]
+    for refused in fatal:
         sys.stderr.write(f"{name}: {where} line "
                          f"{checked.lines[refused.path]}: {refused}\n")
-    if checked.refused:
+    if fatal:
         raise JailtwistError(
-            f"{len(checked.refused)} line(s) of {where} refused (listed "
-            f"above): fix or remove them; nothing was changed", INIT_UNSAFE)
+            f"{len(fatal)} line(s) of {where} refused (listed above): fix "
+            f"or remove them; nothing was changed", INIT_UNSAFE)
+    return [refused for refused in checked.refused if refused.onHost]
 
 
 def _warnRefused(name, collector, strict):
@@ -335,12 +340,13 @@ def _initBind(options, config, jail, resolver):
         sys.stdout.write(f"created jail {jail.location}\n")
     old = readEntries(jail)
     checked = checkEntries(old, jail.location)
-    _refuseListed("jk_init", jail, checked)
+    again = _refuseListed("jk_init", jail, checked)
     with Installer(jail, resolver, force=options["force"],
                    report=progress) as installer:
         collector = BindCollector(installer)
         builder = JailBuilder(collector, config, SOCKETD_CONFIG)
         builder.build(options["sections"])
+        collector.resolveAgain(again)
         collector.finish()
         collector.merge(old)
         collector.write(keep=[m.path for m in checked.missing])
@@ -353,6 +359,9 @@ def _initBind(options, config, jail, resolver):
         sys.stdout.write(f"jk_init: {note}\n")
     for missing in checked.missing:
         sys.stderr.write(f"jk_init: warning: {missing}\n")
+    for refused in again:
+        sys.stdout.write(f"jk_init: resolved {refused.path} again: "
+                         f"{refused.reason}\n")
     _warnRefused("jk_init", collector, options["strict"])
     _warnMissing("jk_init", installer, options["strict"])
     return 0
@@ -556,27 +565,30 @@ def _updateBind(options, jail):
     """
     old = readEntries(jail)
     checked = checkEntries(old, jail.location)
-    _refuseListed("jk_update", jail, checked)
+    again = _refuseListed("jk_update", jail, checked)
     dryRun = options["dry-run"]
     with Installer(jail, ElfResolver()) as installer:
         collector = BindCollector(installer, dryRun=dryRun)
         for entry in checked.accepted:
             collector.install(entry.path)
+        collector.resolveAgain(again)
         collector.finish()
         listed = {entry.path for entry in checked.accepted}
         added = sorted(set(collector.paths) - listed)
-        removed = [m.path for m in checked.missing]
+        removed = [m.path for m in checked.missing] + \
+            [r.path for r in again if r.path not in collector.paths]
         if not dryRun and (added or removed):
             collector.write()
     where = f"{jail.location}/{BIND_LIST}"
     for path in added:
         sys.stdout.write(f"will add {path} to {where}\n" if dryRun else
                          f"added {path} to {where}\n")
+    reasons = {r.path: r.reason for r in again}
     for path in removed:
-        sys.stdout.write(
-            f"will remove {path} from {where} (no longer on this host)\n"
-            if dryRun else
-            f"removed {path} from {where} (no longer on this host)\n")
+        why = reasons.get(path, "no longer on this host")
+        sys.stdout.write(f"will remove {path} from {where} ({why})\n"
+                         if dryRun else
+                         f"removed {path} from {where} ({why})\n")
     if options["verbose"] and not (added or removed):
         sys.stdout.write(f"jk_update: {where} is up to date\n")
     _warnRefused("jk_update", collector, options["strict"])
