@@ -133,13 +133,15 @@ def measure(label, sections, runs, mine, theirs, base):
     return theirs_ / ours_
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
-    parser.add_argument("--runs", type=int, default=5,
-                        help="timed runs of the small set (default 5)")
-    parser.add_argument("--big-runs", type=int, default=2,
-                        help="timed runs of the big set (default 2)")
-    args = parser.parse_args()
+def isolate():
+    """
+    Re-run this benchmark as root in the private mount namespace of
+    tests/isolated (if it is not there yet), and make the scratch
+    directories and the /etc/jailkit files both tools expect.
+
+    @return: C{(scratch, base)}: a scratch directory for jailkit's package
+        and a root-owned 0755 directory on the private /mnt for jails.
+    """
     if os.geteuid() != 0:
         sys.exit("run as root (jails need root-owned directories)")
     if os.environ.get("JAILTWIST_ISOLATED") != "1":
@@ -148,17 +150,28 @@ def main():
     missing = [p for p in ("rsync", "git", "wget", "ssh") if not
                shutil.which(p)]
     if missing:
-        print(f"note: not installed here: {', '.join(missing)} (both tools "
+        print(f"note: not installed here: {', '.join(missing)} (the tools "
               f"skip what is missing; bootstrap.sh test installs them)")
     scratch = tempfile.mkdtemp(prefix="jt-bench-", dir="/var/tmp")
     base = tempfile.mkdtemp(prefix="bench", dir="/mnt")
     os.chmod(base, 0o755)
+    os.makedirs("/etc/jailkit", exist_ok=True)
+    for name in ("jk_socketd.ini", "jk_lsh.ini"):
+        path = os.path.join("/etc/jailkit", name)
+        if not os.path.exists(path):
+            open(path, "w").close()
+    return scratch, base
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("--runs", type=int, default=5,
+                        help="timed runs of the small set (default 5)")
+    parser.add_argument("--big-runs", type=int, default=2,
+                        help="timed runs of the big set (default 2)")
+    args = parser.parse_args()
+    scratch, base = isolate()
     try:
-        os.makedirs("/etc/jailkit", exist_ok=True)
-        for name in ("jk_socketd.ini", "jk_lsh.ini"):
-            path = os.path.join("/etc/jailkit", name)
-            if not os.path.exists(path):
-                open(path, "w").close()
         theirs = jailkit(scratch)
         mine = (ours(), oursConfig())
         print(f"jailtwist: {' '.join(mine[0])} -c {mine[1]}")

@@ -18,7 +18,12 @@ What is reported (L{Kind} names each kind):
   - a jail, or a directory above it, that jailkit would refuse
     (L{jailtwist.jail.Jail.checkSafe});
   - accounts that disagree between the jail's C{etc/passwd} and the host,
-    the way jailkit's jk_check compares them.
+    the way jailkit's jk_check compares them;
+  - in a jail assembled from binds (L{jailtwist.bindlist}): a bind list
+    that is not root-owned or is writable by others, entries that would be
+    refused, and mount points the jail's users could change or that
+    something else shadows (L{jailtwist.bindlist.openMountPoint}).  Bound
+    paths are the host's own: they are never compared with the host.
 
 The walk opens every directory relative to its parent's descriptor with
 C{O_NOFOLLOW}, reads entries with C{lstat} semantics and opens regular files
@@ -59,6 +64,7 @@ class Kind:
     USER = "user"
     MISSING = "missing"
     UNREADABLE = "unreadable"
+    BIND = "bind"
 
 
 # Character devices a jail may hold: (major, minor) -> name.
@@ -290,6 +296,7 @@ class JailAudit:
         self.hostRoot = hostRoot.rstrip("/") + "/"
         self._passwd = passwd
         self._mounts = mounts
+        self._bound = frozenset()
 
     def run(self):
         """
@@ -318,8 +325,10 @@ class JailAudit:
             report.findings.append(unsafe or Finding(
                 self.path, Kind.UNSAFE, self.path, "is not a directory"))
             return report
+        plan = self._readBinds()
         self._walk()
         self._checkUsers()
+        self._checkMountPoints(plan)
         # The walk reports an unsafe directory inside the jail in detail;
         # keep jailkit's verdict only where it adds something.
         if unsafe is not None and unsafe.path not in {
@@ -334,6 +343,65 @@ class JailAudit:
 
     def _host(self, rel):
         return self.path + "/" + rel if rel else self.path
+
+    # -- bind jails --------------------------------------------------------
+
+    def _readBinds(self):
+        """
+        Read and check the bind list, if the jail has one; remember its
+        paths, which are never compared with the host.
+
+        @return: the L{jailtwist.bindlist.BindMount}s to check.
+        """
+        from jailtwist import bindlist
+        listPath = self._host(bindlist.LIST)
+        try:
+            root = self.jail.openRoot()
+        except JailtwistError:
+            return []
+        trusted = True
+        try:
+            data = bindlist.readBindList(root)
+        except bindlist.BindListError as e:
+            self._add(Kind.BIND, listPath, str(e))
+            # Still tell mount points from modified copies (one finding
+            # says the list is wrong, not one per bound path).
+            trusted = False
+            try:
+                data = self.jail.readFile(bindlist.LIST)
+            except OSError:
+                data = None
+        finally:
+            os.close(root)
+        if data is None:
+            return []
+        entries = bindlist.parseBindList(data)
+        self._bound = frozenset(
+            path.lstrip("/") for _, path in entries if path.startswith("/"))
+        if not trusted:
+            return []
+        checked = bindlist.checkEntries(entries, self.path)
+        for refused in checked.refused:
+            # What the host changed, jk_update resolves again.
+            hint = " (jk_update resolves it again)" if refused.onHost else ""
+            self._add(Kind.BIND, listPath,
+                      f"line {checked.lines[refused.path]}: {refused}{hint}")
+        return bindlist.mountPlan(checked.accepted)
+
+    def _checkMountPoints(self, plan):
+        from jailtwist.bindlist import BindListError, openMountPoint
+        if not plan:
+            return
+        root = self.jail.openRoot()
+        try:
+            for mount in plan:
+                try:
+                    os.close(openMountPoint(root, mount))
+                except BindListError as e:
+                    self._add(Kind.BIND, self._host(mount.target.lstrip("/")),
+                              str(e))
+        finally:
+            os.close(root)
 
     # -- the walk ---------------------------------------------------------
 
@@ -475,7 +543,7 @@ class JailAudit:
         policy = self.policy
         return _Subtree(
             compare=flags.compare or rel in policy.ignorePathOnCompare
-            or rel in OWN_FILES,
+            or rel in OWN_FILES or rel in self._bound,
             group=flags.group or rel in policy.ignoreWritableForGroup,
             others=flags.others or rel in policy.ignoreWritableForOthers,
             owner=flags.owner or rel in policy.ignoreNotOwnedByRoot,
@@ -539,7 +607,7 @@ class JailAudit:
                 self._add(Kind.OWNER, path or self._host(rel),
                           f"file owned by {userName(st.st_uid)}, not root")
         if not (flags.compare or rel in policy.ignorePathOnCompare
-                or rel in OWN_FILES):
+                or rel in OWN_FILES or rel in self._bound):
             self._compareFile(dirFd, name, rel, st)
 
     def _privilegeIgnored(self, rel, mode):

@@ -338,6 +338,18 @@ class Installer:
             self.install(entry.path, keepSetuid, keepOwner, libraries)
 
     def _installSymlink(self, path, keepSetuid, keepOwner, libraries):
+        resolved = self.makeSymlink(path)
+        if resolved != "/":
+            self.install(resolved, keepSetuid, keepOwner, libraries)
+
+    def makeSymlink(self, path):
+        """
+        Recreate the host symlink C{path} in the jail (owned as the host's),
+        not what it points to.
+
+        @return: the host path it points to, normalised.
+        """
+        path = _hostPath(path)
         dirFd, canon = self._dir(os.path.dirname(path))
         name = os.path.basename(path)
         target = os.readlink(path)
@@ -361,15 +373,39 @@ class Installer:
                 raise InstallError(f"cannot create symlink "
                                    f"{self._where(canon, name)}: {e.strerror}")
             self._note("symlink", path)
-        if target.startswith("/"):
-            resolved = os.path.normpath(target)
-        else:
-            directory = os.path.dirname(path)
-            if ".." in target.split("/"):
-                directory = os.path.realpath(directory)
-            resolved = os.path.normpath(os.path.join(directory, target))
-        if resolved != "/":
-            self.install(resolved, keepSetuid, keepOwner, libraries)
+        return symlinkTarget(path, target)
+
+    def makeMountPoint(self, path, directory):
+        """
+        Create an empty mount point for the host path C{path} in the jail,
+        owned by root: a directory (the host's mode) or an empty file (mode
+        0644).  Parents are created as for a copy.  What is already there
+        is kept if it is of the same kind.
+
+        @raise InstallError: if something of the other kind is there.
+        """
+        path = _hostPath(path)
+        if directory:
+            self._dir(path)
+            return
+        dirFd, name, where, existing = self._destination(path)
+        if existing is not None:
+            if not stat.S_ISREG(existing.st_mode):
+                raise InstallError(f"{where} is not a regular file in the "
+                                   f"jail, but {path} is one: remove it")
+            self._note("exists", path)
+            return
+        try:
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                         | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dirFd)
+            try:
+                os.fchown(fd, 0, 0)
+                os.fchmod(fd, 0o644)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            raise InstallError(f"cannot create {where}: {e.strerror}")
+        self._note("mountpoint", path)
 
     def _destination(self, path):
         """
@@ -519,6 +555,23 @@ def _hostPath(path):
     if "\0" in path:
         raise InstallError(f"{path!r} contains a NUL byte")
     return os.path.normpath(path).replace("//", "/")
+
+
+def symlinkTarget(path, target=None):
+    """
+    The host path the host symlink C{path} points to, normalised (its
+    C{..} taken from the real directory, as the kernel would).
+
+    @param target: the link's text, if already read.
+    """
+    if target is None:
+        target = os.readlink(path)
+    if target.startswith("/"):
+        return os.path.normpath(target)
+    directory = os.path.dirname(path)
+    if ".." in target.split("/"):
+        directory = os.path.realpath(directory)
+    return os.path.normpath(os.path.join(directory, target))
 
 
 def _mayNeedLibraries(path, st):

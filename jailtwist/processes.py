@@ -230,16 +230,19 @@ def formatTable(jailed, wide=False, width=80):
 def formatRegistered(records):
     """
     The registry's running jails as a table: C{Jid Name Path Init
-    Isolation}.
+    Isolation Files}, where C{Files} says whether the jail holds copies of
+    host files (C{copied}) or is assembled from read-only binds
+    (C{bound}).
 
     @return: the lines, header first (none without records).
     """
     if not records:
         return []
     rows = [(str(r.jid), printable(r.name), printable(r.path),
-             str(r.initPid), ",".join(r.isolation) or "chroot")
+             str(r.initPid), ",".join(r.isolation) or "chroot",
+             "bound" if r.bind else "copied")
             for r in sorted(records, key=lambda r: r.jid)]
-    header = ("Jid", "Name", "Path", "Init", "Isolation")
+    header = ("Jid", "Name", "Path", "Init", "Isolation", "Files")
     widths = [max(len(row[i]) for row in rows + [header])
               for i in range(len(header))]
     return [" ".join(cell.ljust(width) for cell, width in zip(row, widths))

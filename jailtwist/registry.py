@@ -32,6 +32,7 @@ import fcntl
 import os
 import time
 
+from jailtwist.bindlist import hasBindList
 from jailtwist.enter import EnterError, pinProcess, processStartTime
 from jailtwist.errors import JailtwistError
 
@@ -49,8 +50,8 @@ def _usableName(name):
 
 def _dumps(data):
     """
-    C{json.dumps(data, sort_keys=True)} for a record (a dict of str, int,
-    float and lists of str), written with json's own C string encoder.
+    C{json.dumps(data, sort_keys=True)} for a record (a dict of str, bool,
+    int, float and lists of str), written with json's own C string encoder.
     """
     try:
         from _json import encode_basestring_ascii as quote
@@ -63,7 +64,9 @@ def _dumps(data):
             return quote(v)
         if isinstance(v, list):
             return "[" + ", ".join(value(each) for each in v) + "]"
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
             return repr(v)
         raise TypeError(f"cannot store {v!r} in a registry record")
     return "{" + ", ".join(f"{quote(key)}: {value(data[key])}"
@@ -121,10 +124,13 @@ class JailRecord:
         C{"net:192.0.2.2"}, C{"fs"}); empty for a plain chroot.
     @ivar startTime: the init's start time in clock ticks since boot.
     @ivar created: when it was registered (seconds since the epoch).
+    @ivar bind: whether the jail is assembled from read-only binds of host
+        paths (it has a bind list, L{jailtwist.bindlist}) rather than
+        holding copies.
     """
 
     def __init__(self, jid, name, path, initPid, isolation, startTime,
-                 created):
+                 created, bind=False):
         self.jid = jid
         self.name = name
         self.path = path
@@ -132,6 +138,7 @@ class JailRecord:
         self.isolation = list(isolation)
         self.startTime = startTime
         self.created = created
+        self.bind = bind
 
     def __repr__(self):
         return (f"JailRecord(jid={self.jid}, name={self.name!r}, "
@@ -151,13 +158,15 @@ class JailRecord:
     def asDict(self):
         return {"jid": self.jid, "name": self.name, "path": self.path,
                 "initPid": self.initPid, "isolation": self.isolation,
-                "startTime": self.startTime, "created": self.created}
+                "startTime": self.startTime, "created": self.created,
+                "bind": self.bind}
 
     @classmethod
     def fromDict(cls, data):
         return cls(int(data["jid"]), str(data["name"]), str(data["path"]),
                    int(data["initPid"]), [str(i) for i in data["isolation"]],
-                   int(data["startTime"]), float(data["created"]))
+                   int(data["startTime"]), float(data["created"]),
+                   bool(data.get("bind", False)))
 
 
 def checkName(name):
@@ -249,7 +258,8 @@ class JailRegistry:
                         f"another name")
             jid = self._nextJid()
             record = JailRecord(jid, name, path, initPid, isolation,
-                                startTime, self._clock())
+                                startTime, self._clock(),
+                                bind=hasBindList(path))
             self._write(record)
             return record
         finally:

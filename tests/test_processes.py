@@ -177,7 +177,8 @@ class RegisteredJailTests(SynchronousTestCase):
         self.records = [
             JailRecord(1, "web", "/srv/jails/web", 100, ["pid", "fs", "caps"],
                        1, 0.0),
-            JailRecord(2, "plain", "/srv/jails/plain", 103, [], 1, 0.0),
+            JailRecord(2, "plain", "/srv/jails/plain", 103, [], 1, 0.0,
+                       bind=True),
             # A record claiming namespaces its init does not have of its
             # own: the host's are never taken for a jail's.
             JailRecord(3, "liar", "/srv/jails/liar", 200, ["pid", "fs"], 1,
@@ -207,11 +208,11 @@ class RegisteredJailTests(SynchronousTestCase):
     def test_formatRegistered(self):
         self.assertEqual(formatRegistered([]), [])
         self.assertEqual(formatRegistered(list(reversed(self.records))), [
-            "Jid Name   Path              Init Isolation",
-            "1   web    /srv/jails/web    100  pid,fs,caps",
-            "2   plain  /srv/jails/plain  103  chroot",
-            "3   liar   /srv/jails/liar   200  pid,fs",
-            "4   fsonly /srv/jails/fsonly 300  fs"])
+            "Jid Name   Path              Init Isolation   Files",
+            "1   web    /srv/jails/web    100  pid,fs,caps copied",
+            "2   plain  /srv/jails/plain  103  chroot      bound",
+            "3   liar   /srv/jails/liar   200  pid,fs      copied",
+            "4   fsonly /srv/jails/fsonly 300  fs          copied"])
 
 
 class RegistryListTests(SynchronousTestCase):
@@ -283,8 +284,8 @@ class RegistryListTests(SynchronousTestCase):
         expected = [
             f"{pid} root {jail} /bin/busybox sleep 30".split(),
             [],
-            "Jid Name Path Init Isolation".split(),
-            f"{record.jid} pivoted {jail} {pid} pid,fs".split()]
+            "Jid Name Path Init Isolation Files".split(),
+            f"{record.jid} pivoted {jail} {pid} pid,fs copied".split()]
         for spec in (jail, "pivoted", str(record.jid), f"pid:{pid}"):
             lines = self.listed(["-j", spec], registry)
             self.assertEqual([line.split() for line in lines[1:]], expected,

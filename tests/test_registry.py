@@ -197,10 +197,11 @@ class RecordFormatTests(SynchronousTestCase):
     def test_writtenAsJson(self):
         from jailtwist.registry import _dumps
         for text in self.TEXTS:
-            record = JailRecord(7, "web", text, 1234, ["caps", text], 99,
-                                1733520000.123456)
-            self.assertEqual(_dumps(record.asDict()),
-                             json.dumps(record.asDict(), sort_keys=True))
+            for bind in (False, True):
+                record = JailRecord(7, "web", text, 1234, ["caps", text], 99,
+                                    1733520000.123456, bind=bind)
+                self.assertEqual(_dumps(record.asDict()),
+                                 json.dumps(record.asDict(), sort_keys=True))
 
     def test_readAsJson(self):
         from jailtwist.registry import _loads

@@ -11,6 +11,10 @@ import os
 import sys
 import time
 
+from jailtwist.bindjail import (BindCollector, MixedJail, isCopiedJail,
+                                readEntries)
+from jailtwist.bindlist import LIST as BIND_LIST
+from jailtwist.bindlist import checkEntries, hasBindList
 from jailtwist.command import CommandLine, UsageError, runCommand
 from jailtwist.config import ConfigError, readIni
 from jailtwist.elf import ElfResolver
@@ -37,6 +41,7 @@ _VERBS = {
     "copy": "copied", "link": "hardlinked", "symlink": "symlinked",
     "mkdir": "created directory", "mknod": "created node",
     "exists": "exists, left alone:", "strip": "removing setuid/setgid from",
+    "mountpoint": "created mount point",
 }
 
 
@@ -158,12 +163,16 @@ def _jail(path, unsafeStatus, missingOk):
 # -- jk_init ------------------------------------------------------------------
 
 INIT_COMMAND_LINE = CommandLine(
-    synopsis=("jk_init [-v] [-f] [-k] [--strict] [-c CONFIG] -j JAIL "
-              "SECTION...\n       jk_init -l [-c CONFIG]"),
+    synopsis=("jk_init [-v] [-f] [-k] [--strict] [--bind] [-c CONFIG] "
+              "-j JAIL SECTION...\n       jk_init -l [-c CONFIG]"),
     longdesc=("Create a jail, or add to one, from sections of jk_init.ini "
               "(programs, their libraries, devices, accounts)."),
     flags=_BUILD_FLAGS + [
         ("list", "l", "list the sections of the config file and exit"),
+        ("bind", None, "copy no programs, libraries or shared data: list "
+                       "the host paths the jail needs in its "
+                       f"{BIND_LIST}, to be bound read-only when it is "
+                       "entered"),
     ],
     parameters=_BUILD_PARAMETERS + [
         ("configfile", "c", INIT_CONFIG, "the jk_init.ini to read"),
@@ -249,6 +258,12 @@ def _initMain(argv):
             raise JailtwistError(
                 f"{len(missing)} item(s) named are missing on this host "
                 f"(listed above): nothing was done (--strict)", MISSING)
+    if options["bind"]:
+        return _initBind(options, config, jail, resolver)
+    if os.path.isdir(jail.location) and hasBindList(jail.location):
+        raise MixedJail(
+            f"{jail.location} is assembled from binds (it has {BIND_LIST}):"
+            f" add sections with jk_init --bind", INIT_UNSAFE)
     progress = Progress("jk_init", jail, options["verbose"])
     if _createJail(jail) and options["verbose"]:
         sys.stdout.write(f"created jail {jail.location}\n")
@@ -261,6 +276,77 @@ def _initMain(argv):
     progress.finish(installer)
     for note in builder.notes:
         sys.stdout.write(f"jk_init: {note}\n")
+    _warnMissing("jk_init", installer, options["strict"])
+    return 0
+
+
+def _refuseListed(name, jail, checked):
+    """
+    Stop when the jail's bind list names something that is refused in
+    itself: each such line is printed, nothing is changed.  Entries refused
+    only for what the host now has there are left to be resolved again.
+
+    @return: those L{jailtwist.bindlist.RefusedEntry}s.
+    """
+    where = f"{jail.location}/{BIND_LIST}"
+    fatal = [refused for refused in checked.refused if not refused.onHost]
+    for refused in fatal:
+        sys.stderr.write(f"{name}: {where} line "
+                         f"{checked.lines[refused.path]}: {refused}\n")
+    if fatal:
+        raise JailtwistError(
+            f"{len(fatal)} line(s) of {where} refused (listed above): fix "
+            f"or remove them; nothing was changed", INIT_UNSAFE)
+    return [refused for refused in checked.refused if refused.onHost]
+
+
+def _warnRefused(name, collector, strict):
+    for refused in collector.refused:
+        sys.stderr.write(f"{name}: warning: {refused}\n")
+    if collector.refused and strict:
+        raise JailtwistError(
+            f"{len(collector.refused)} path(s) refused for binding (see the "
+            f"warnings above): the jail is incomplete", MISSING)
+
+
+def _initBind(options, config, jail, resolver):
+    """
+    C{jk_init --bind}: the same sections, but host paths go into the bind
+    list (merged with what it holds) instead of being copied.
+    """
+    if os.path.isdir(jail.location) and isCopiedJail(jail):
+        raise MixedJail(
+            f"{jail.location} holds copies of host files (built by jk_init "
+            f"without --bind): bind jails and copied jails do not mix; "
+            f"build the bind jail in a new directory", INIT_UNSAFE)
+    progress = Progress("jk_init", jail, options["verbose"])
+    if _createJail(jail) and options["verbose"]:
+        sys.stdout.write(f"created jail {jail.location}\n")
+    old = readEntries(jail)
+    checked = checkEntries(old, jail.location)
+    again = _refuseListed("jk_init", jail, checked)
+    with Installer(jail, resolver, force=options["force"],
+                   report=progress) as installer:
+        collector = BindCollector(installer)
+        builder = JailBuilder(collector, config, SOCKETD_CONFIG)
+        builder.build(options["sections"])
+        collector.resolveAgain(again)
+        collector.finish()
+        collector.merge(old)
+        collector.write(keep=[m.path for m in checked.missing])
+    progress.finish(installer)
+    if options["verbose"]:
+        sys.stdout.write(f"jk_init: {jail.location}/{BIND_LIST}: "
+                         f"{len(collector.paths)} host paths, "
+                         f"{len(collector.plan())} mounts\n")
+    for note in builder.notes:
+        sys.stdout.write(f"jk_init: {note}\n")
+    for missing in checked.missing:
+        sys.stderr.write(f"jk_init: warning: {missing}\n")
+    for refused in again:
+        sys.stdout.write(f"jk_init: resolved {refused.path} again: "
+                         f"{refused.reason}\n")
+    _warnRefused("jk_init", collector, options["strict"])
     _warnMissing("jk_init", installer, options["strict"])
     return 0
 
@@ -415,6 +501,8 @@ def _updateMain(argv, configPath=UPDATE_CONFIG):
     except UnsafeJail as e:
         raise JailtwistError(f"jail {jail.location} is not safe: {e}",
                              INIT_UNSAFE)
+    if hasBindList(jail.location):
+        return _updateBind(options, jail)
     update = JailUpdate(jail, skips=skips)
     changes = update.scan(directories or UPDATE_DIRECTORIES)
     if options["dry-run"]:
@@ -437,3 +525,41 @@ def _updateMain(argv, configPath=UPDATE_CONFIG):
 
 def updateMain():
     runCommand(_updateMain, name="jk_update")
+
+
+def _updateBind(options, jail):
+    """
+    C{jk_update} on a bind jail: nothing is copied, only the bind list is
+    refreshed (what its programs need now, what the host no longer has).
+    """
+    old = readEntries(jail)
+    checked = checkEntries(old, jail.location)
+    again = _refuseListed("jk_update", jail, checked)
+    dryRun = options["dry-run"]
+    with Installer(jail, ElfResolver()) as installer:
+        collector = BindCollector(installer, dryRun=dryRun)
+        for entry in checked.accepted:
+            collector.install(entry.path)
+        collector.resolveAgain(again)
+        collector.finish()
+        listed = {entry.path for entry in checked.accepted}
+        added = sorted(set(collector.paths) - listed)
+        removed = [m.path for m in checked.missing] + \
+            [r.path for r in again if r.path not in collector.paths]
+        if not dryRun and (added or removed):
+            collector.write()
+    where = f"{jail.location}/{BIND_LIST}"
+    for path in added:
+        sys.stdout.write(f"will add {path} to {where}\n" if dryRun else
+                         f"added {path} to {where}\n")
+    reasons = {r.path: r.reason for r in again}
+    for path in removed:
+        why = reasons.get(path, "no longer on this host")
+        sys.stdout.write(f"will remove {path} from {where} ({why})\n"
+                         if dryRun else
+                         f"removed {path} from {where} ({why})\n")
+    if options["verbose"] and not (added or removed):
+        sys.stdout.write(f"jk_update: {where} is up to date\n")
+    _warnRefused("jk_update", collector, options["strict"])
+    _warnMissing("jk_update", installer, options["strict"])
+    return 0

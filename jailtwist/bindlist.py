@@ -1,0 +1,418 @@
+# -*- test-case-name: tests.test_bindlist -*-
+"""
+The bind list of a jail assembled from read-only binds (C{jk_init --bind}):
+where it lives, its format, reading it safely, which host paths it may name,
+and the mount plan it stands for.
+
+A bind jail holds no copies of host programs, libraries or shared data.
+Instead, C{etc/jailkit/bind.list} inside the jail names the host paths the
+jail needs; the ways into the jail bind-mount each of them read-only,
+nosuid and nodev at the same path inside, in a private mount namespace, so
+the host's own files (updated with the host) are what the jail sees.
+
+The list (L{LIST}):
+
+  - lives at C{etc/jailkit/bind.list} in the jail, next to the jail's
+    jk_lsh policy: C{etc/jailkit} is the jail's own configuration, read from
+    outside by the ways in, and never bound from the host;
+  - must be a regular file owned by root and not writable by group or
+    others, reached from the jail's root through directories of the same
+    kind, with no symlink anywhere (L{readBindList});
+  - holds one absolute host path per line, as UTF-8; blank lines and lines
+    starting with C{#} are ignored; nothing is unquoted or trimmed, so a
+    path cannot contain a newline.
+
+An entry is refused (L{RefusedEntry}, one line) unless it is absolute and
+normalised (no C{.}, C{..}, C{//} or trailing slash), lies on the safe list
+(L{SAFE_PREFIXES} and L{SAFE_ETC}: programs, libraries and shared data,
+plus a few named files of C{/etc} that hold no secrets), is neither the jail
+nor above or below it, and every component of its host path is owned by
+root, not writable by group or others and not a symlink (L{checkHostPath}).
+The safe list is an allow list: a new file under C{/etc} or C{/var} holding
+a secret is never bound by accident.  An entry missing on the host is not
+refused: it is reported and skipped.
+
+Nothing here mounts anything: L{mountPlan} turns a checked list into the
+C{BindMount}s for the ways in to make.  Only the standard library and
+jailtwist's light modules are imported (the login path reads the list).
+"""
+
+import os
+import stat
+from collections import namedtuple
+
+from jailtwist.errors import JailtwistError
+
+#: Where the bind list lives, relative to the jail's root.
+LIST = "etc/jailkit/bind.list"
+
+#: The first lines of a list written by jailtwist.
+HEADER = (b"# jailtwist bind list: host paths bound read-only (nosuid, nodev)"
+          b" at the same\n# path in this jail when it is entered.  Written by"
+          b" jk_init --bind and jk_update;\n# one absolute host path per line"
+          b" (see jk_init(8)).\n")
+
+#: Host trees whose contents may be bound: programs, libraries, shared
+#: data.  C{/lib*}, C{/bin} and C{/sbin} are real directories only on hosts
+#: without usrmerge (elsewhere they are symlinks, and so never an entry).
+SAFE_PREFIXES = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64",
+                 "/libx32", "/opt")
+
+#: Files and directories of C{/etc} that may be bound: loader, name service,
+#: network, time zone, shell, terminal, editor and TLS trust configuration.
+#: None of them holds a secret; accounts (C{passwd}, C{group}) are the
+#: jail's own.
+SAFE_ETC = frozenset("/etc/" + name for name in """
+    ld.so.cache ld.so.conf ld.so.conf.d nsswitch.conf host.conf hosts
+    resolv.conf gai.conf protocols services networks rpc mdns.allow
+    localtime timezone motd issue issue.net shells bash.bashrc bashrc
+    profile profile.d inputrc environment.d terminfo vim joe nanorc lesskey
+    wgetrc mc perl mime.types magic magic.mime mailcap papersize
+    locale.alias alternatives ssl/certs ssl/openssl.cnf ca-certificates.conf
+    gitconfig screenrc tmux.conf debian_version lsb-release os-release
+    python3 manpath.config
+""".split())
+
+#: Trees that are never bound, named in the refusal so the reason is plain
+#: (everything else off the safe list is refused as "not on the safe list").
+NEVER = ("/proc", "/sys", "/dev", "/home", "/root", "/run", "/tmp",
+         "/var/tmp", "/boot", "/etc/shadow", "/etc/gshadow", "/etc/passwd",
+         "/etc/group", "/etc/sudoers", "/etc/ssh", "/etc/ssl/private",
+         "/etc/jailkit", "/var", "/srv", "/mnt", "/media")
+
+_MAX_LIST = 4 * 1024 * 1024
+_DIRECTORY = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+#: One mount for the ways in to make: bind C{source} (a host path) at
+#: C{target} (the same path, as seen inside the jail), read-only, nosuid,
+#: nodev; C{directory} says whether it is a directory or a file (the mount
+#: point in the jail must be of the same kind).
+BindMount = namedtuple("BindMount", "source target directory")
+
+#: A host path that passed L{checkHostPath}: C{directory} as in L{BindMount}.
+HostPath = namedtuple("HostPath", "path directory")
+
+
+class BindListError(JailtwistError):
+    """
+    A bind list that cannot be trusted or read; the message says why and
+    what to do.
+    """
+
+
+class RefusedEntry(JailtwistError):
+    """
+    An entry that must not be bound.
+
+    @ivar path: the entry as given.
+    @ivar reason: why, in a few words.
+    @ivar onHost: whether the entry itself is acceptable and what the host
+        has at that path is not (a symlink, an untrusted directory, a
+        device): after a host upgrade, the path is worth resolving again.
+    """
+
+    def __init__(self, path, reason, onHost=False):
+        # A path that is not plainly absolute and printable is quoted, so
+        # the refusal stays one line that shows what was written.
+        shown = path if path.startswith("/") and path.isprintable() \
+            else repr(path)
+        super().__init__(f"{shown}: refused, {reason}")
+        self.path = path
+        self.reason = reason
+        self.onHost = onHost
+
+
+class MissingEntry(JailtwistError):
+    """
+    An entry the host does not have (reported and skipped, not refused).
+    """
+
+    def __init__(self, path):
+        super().__init__(f"{path}: not on this host, skipped")
+        self.path = path
+
+
+def isUnder(path, prefix):
+    """
+    Whether C{path} is C{prefix} or below it (whole components).
+    """
+    return path == prefix or path.startswith(prefix.rstrip("/") + "/")
+
+
+def checkSyntax(path, jail=None):
+    """
+    The checks on an entry's text alone: absolute, normalised, on the safe
+    list, not overlapping the jail.
+
+    @param jail: the jail's directory on the host (a C{str}), or C{None}.
+    @raise RefusedEntry: saying why.
+    """
+    if not path.startswith("/"):
+        raise RefusedEntry(path, "not an absolute path")
+    if "\0" in path or "\n" in path:
+        raise RefusedEntry(path, "contains a NUL or newline")
+    if path == "/":
+        raise RefusedEntry(path, "the whole host cannot be bound")
+    if os.path.normpath(path) != path or path.startswith("//"):
+        raise RefusedEntry(path, "not normalised (no '.', '..', '//' or "
+                                 "trailing '/'): write "
+                                 + os.path.normpath(path))
+    if jail is not None and (isUnder(path, jail) or isUnder(jail, path)):
+        raise RefusedEntry(path, f"overlaps the jail {jail} (it would "
+                                 f"appear inside itself)")
+    for prefix in NEVER:
+        if isUnder(path, prefix):
+            raise RefusedEntry(path, f"{prefix} is never bound into a jail")
+    if not (any(isUnder(path, prefix) for prefix in SAFE_PREFIXES)
+            or any(isUnder(path, name) for name in SAFE_ETC)):
+        raise RefusedEntry(path, "not on the safe list (/usr, /bin, /sbin, "
+                                 "/lib*, /opt and named /etc files; see "
+                                 "jk_init(8))")
+
+
+def openHostPath(path):
+    """
+    Open the host path C{path} from C{/} one component at a time with
+    C{O_NOFOLLOW}, requiring every component to be owned by root, not
+    writable by group or others and not a symlink.  The ways in can mount
+    from the descriptor (C{/proc/self/fd/N}), so nothing swapped in after
+    the check is bound.
+
+    @return: an C{O_PATH} descriptor (close it).
+    @raise RefusedEntry: for a symlink or an untrusted component.
+    @raise MissingEntry: if a component does not exist.
+    """
+    from jailtwist.login import TrustedFileError, trustedWalk
+    root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return trustedWalk(root, path)
+    except TrustedFileError as e:
+        if str(e).endswith(" does not exist"):
+            raise MissingEntry(path) from None
+        raise RefusedEntry(path, f"host path untrusted: {e}",
+                           onHost=True) from None
+    finally:
+        os.close(root)
+
+
+def checkHostPath(path, jail=None):
+    """
+    Every check on one entry: L{checkSyntax}, then the host path itself
+    (L{openHostPath}); it must be a regular file or a directory.
+
+    @return: a L{HostPath}.
+    @raise RefusedEntry: saying why.
+    @raise MissingEntry: if the host does not have it.
+    """
+    checkSyntax(path, jail)
+    fd = openHostPath(path)
+    try:
+        mode = os.fstat(fd).st_mode
+    finally:
+        os.close(fd)
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise RefusedEntry(path, "neither a regular file nor a directory "
+                                 "(devices are the jail's own, in dev/)",
+                           onHost=True)
+    return HostPath(path, stat.S_ISDIR(mode))
+
+
+def parseBindList(data):
+    """
+    The entries of a list's text.
+
+    @param data: the list's content (C{bytes}).
+    @return: C{(lineNumber, path)} pairs, in file order.
+    """
+    entries = []
+    for number, line in enumerate(data.split(b"\n"), 1):
+        if not line or line.startswith(b"#"):
+            continue
+        entries.append((number, os.fsdecode(line)))
+    return entries
+
+
+def formatBindList(paths):
+    """
+    The text of a list naming C{paths} (sorted, each once).
+
+    @raise RefusedEntry: for a path that cannot be written as a line.
+    """
+    lines = []
+    for path in sorted(set(paths)):
+        if "\n" in path or "\0" in path:
+            raise RefusedEntry(path, "contains a NUL or newline")
+        lines.append(os.fsencode(path) + b"\n")
+    return HEADER + b"".join(lines)
+
+
+def readBindList(jailRoot):
+    """
+    The bind list of the jail whose root directory descriptor is
+    C{jailRoot}, read without following any symlink and only if it and
+    every directory on the way are root-owned and not writable by group or
+    others.
+
+    @return: the list's content (C{bytes}), or C{None} if the jail has no
+        list (it is not a bind jail).
+    @raise BindListError: if there is a list that cannot be trusted.
+    """
+    from jailtwist.login import TrustedFileError, readTrusted
+    if not listPresent(jailRoot):
+        return None
+    try:
+        return readTrusted(jailRoot, LIST, limit=_MAX_LIST)
+    except TrustedFileError as e:
+        raise BindListError(f"bind list {LIST} cannot be trusted: {e} (it "
+                            f"and its directories must be owned by root "
+                            f"and writable by root only)") from None
+
+
+def listPresent(jailRoot):
+    """
+    Whether the jail whose root directory descriptor is C{jailRoot} has a
+    bind list at L{LIST}: something is there, or a symlink stands on the
+    way to it (a symlink is never followed; L{readBindList} then refuses
+    it rather than taking the jail for one without binds).
+    """
+    fd = os.dup(jailRoot)
+    try:
+        parts = LIST.split("/")
+        for i, part in enumerate(parts):
+            st = os.stat(part, dir_fd=fd, follow_symlinks=False)
+            if i == len(parts) - 1 or stat.S_ISLNK(st.st_mode):
+                return True
+            child = os.open(part, _DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = child
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def hasBindList(jailPath):
+    """
+    Whether the jail directory C{jailPath} is a bind jail (L{listPresent}).
+    """
+    try:
+        root = os.open(jailPath, _DIRECTORY)
+    except OSError:
+        return False
+    try:
+        return listPresent(root)
+    finally:
+        os.close(root)
+
+
+class CheckedList:
+    """
+    A bind list checked entry by entry.
+
+    @ivar accepted: L{HostPath}s that may be bound, in list order.
+    @ivar refused: L{RefusedEntry}s (one line each).
+    @ivar missing: L{MissingEntry}s (reported and skipped).
+    @ivar lines: the line number of each entry's path.
+    """
+
+    def __init__(self):
+        self.accepted = []
+        self.refused = []
+        self.missing = []
+        self.lines = {}
+
+
+def checkEntries(paths, jail=None):
+    """
+    Check every entry with L{checkHostPath}.
+
+    @param paths: entry texts, or C{(lineNumber, path)} pairs from
+        L{parseBindList}.
+    @param jail: the jail's directory on the host.
+    @rtype: L{CheckedList}
+    """
+    result = CheckedList()
+    seen = set()
+    for item in paths:
+        number, path = item if isinstance(item, tuple) else (None, item)
+        if path in seen:
+            continue
+        seen.add(path)
+        result.lines[path] = number
+        try:
+            result.accepted.append(checkHostPath(path, jail))
+        except RefusedEntry as e:
+            result.refused.append(e)
+        except MissingEntry as e:
+            result.missing.append(e)
+    return result
+
+
+def mountPlan(accepted):
+    """
+    The mounts that assemble a jail from checked entries: parents before
+    children (so a child mount is never hidden by a later parent mount),
+    and entries already covered by a bound parent directory dropped.
+
+    @param accepted: L{HostPath}s (from L{CheckedList.accepted}).
+    @return: a list of L{BindMount}.
+    """
+    plan = []
+    covering = []
+    for entry in sorted(accepted, key=lambda e: e.path.split("/")):
+        if any(isUnder(entry.path, parent) for parent in covering):
+            continue
+        plan.append(BindMount(entry.path, entry.path, entry.directory))
+        if entry.directory:
+            covering.append(entry.path)
+    return plan
+
+
+def openMountPoint(jailRoot, mount):
+    """
+    Open the mount point of C{mount} inside the jail whose root directory
+    descriptor is C{jailRoot}, checked so that nothing the jail's users can
+    change is mounted over or shadows the bound path: no symlink on the
+    way, every directory owned by root and not writable by group or others,
+    and the mount point itself of the source's kind (directory or regular
+    file), owned by root and not writable by group or others.
+
+    @param mount: a L{BindMount}.
+    @return: an C{O_PATH} descriptor of the mount point (close it); mount
+        over C{/proc/self/fd/N} so nothing swapped in later is used.
+    @raise BindListError: saying what is wrong.
+    """
+    from jailtwist.login import TrustedFileError, trustedWalk
+    kind = "directory" if mount.directory else "regular file"
+
+    def final(walked, st):
+        isDirectory = stat.S_ISDIR(st.st_mode)
+        if isDirectory != mount.directory or not (
+                isDirectory or stat.S_ISREG(st.st_mode)):
+            raise TrustedFileError(f"{walked} is not a {kind}")
+        if st.st_uid != 0 or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise TrustedFileError(f"{walked} is not owned by root or is "
+                                   f"writable by group or others")
+    try:
+        return trustedWalk(jailRoot, mount.target, final=final)
+    except TrustedFileError as e:
+        raise BindListError(f"mount point for {mount.source}: {e}") from None
+
+
+def loadPlan(jail):
+    """
+    Read, check and plan the binds of C{jail}, for the ways in.
+
+    @param jail: a L{jailtwist.jail.Jail}.
+    @return: C{(plan, checked)}: the L{BindMount}s (empty for a jail that
+        is not a bind jail) and the L{CheckedList} (its C{refused} and
+        C{missing} for the user).
+    @raise BindListError: if the list cannot be trusted.
+    """
+    root = jail.openRoot()
+    try:
+        data = readBindList(root)
+    finally:
+        os.close(root)
+    checked = checkEntries(parseBindList(data or b""), jail.location)
+    return mountPlan(checked.accepted), checked
