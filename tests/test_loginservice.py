@@ -1,0 +1,568 @@
+"""
+Tests for the root login service (L{jailtwist.loginservice}), its client
+(L{jailtwist.loginclient}) and their wire format (L{jailtwist.loginwire}):
+the request protocol (with property tests), the refusals of hostile
+callers on a real socket, and real logins of a real account whose login
+command cannot make a user namespace.
+"""
+
+import array
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from twisted.internet import reactor, threads
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from jailtwist import loginclient, loginwire
+from jailtwist.control import EventStream
+from jailtwist.loginservice import LoginFactory, checkDescriptor, BadDescriptor
+from tests import harness
+from tests.test_login import LoginTestCase, replaceConfig, withDevLog, asUser
+
+NOUSERNS = os.path.join(os.path.dirname(__file__), "nouserns.py")
+
+
+def withoutUserNamespaces(command):
+    """
+    C{command} run in a user namespace (identity-mapped, so the kernel
+    reports the same uids to the service) whose C{user.max_user_namespaces}
+    is 0: the login commands there cannot make a user namespace, as on a
+    hardened host, without changing the machine-wide sysctl.
+    """
+    return [sys.executable, NOUSERNS] + list(command)
+
+
+# -- the wire format --------------------------------------------------------
+
+text = st.text(st.characters(blacklist_characters="\0",
+                             blacklist_categories=("Cs",)), max_size=40)
+requests = st.builds(
+    loginwire.Request,
+    program=st.sampled_from(loginwire.PROGRAMS),
+    tty=st.booleans(),
+    rows=st.integers(0, 0xFFFF), columns=st.integers(0, 0xFFFF),
+    arguments=st.lists(text, max_size=20),
+    environment=st.dictionaries(
+        st.text(st.characters(blacklist_characters="\0=",
+                              blacklist_categories=("Cs",)),
+                min_size=1, max_size=10), text, max_size=10))
+
+
+class WireTests(SynchronousTestCase):
+
+    @given(requests)
+    @settings(max_examples=300, deadline=None)
+    def test_roundTrip(self, request):
+        """
+        Every request the client can make is parsed back as sent.
+        """
+        data = loginwire.serialiseRequest(request)
+        frames = loginwire.FrameDecoder().feed(data)
+        self.assertEqual([loginwire.parseRequest(f) for f in frames],
+                         [request])
+
+    @given(st.binary(max_size=2048))
+    @settings(max_examples=2000, deadline=None)
+    def test_garbageRequest(self, payload):
+        """
+        Any bytes as a request either parse or raise L{ProtocolError}.
+        """
+        for candidate in (payload, b"Q" + payload,
+                          b"Q1\0jk_chrootsh\0-\0" + payload):
+            try:
+                request = loginwire.parseRequest(candidate)
+            except loginwire.ProtocolError:
+                continue
+            self.assertIn(request.program, loginwire.PROGRAMS)
+            self.assertLessEqual(len(request.arguments),
+                                 loginwire.MAX_ARGUMENTS)
+
+    @given(st.binary(max_size=4096), st.integers(1, 64))
+    @settings(max_examples=1000, deadline=None)
+    def test_garbageStream(self, data, chunk):
+        """
+        A stream of any bytes, cut anywhere, yields bounded frames or a
+        L{ProtocolError}; the buffer never holds more than one frame.
+        """
+        decoder = loginwire.FrameDecoder()
+        try:
+            for i in range(0, len(data), chunk):
+                for frame in decoder.feed(data[i:i + chunk]):
+                    self.assertLessEqual(len(frame), loginwire.MAX_REQUEST)
+                self.assertLessEqual(decoder.pending,
+                                     loginwire.MAX_REQUEST + 4)
+        except loginwire.ProtocolError:
+            pass
+
+    @given(st.binary(max_size=64))
+    @settings(max_examples=500, deadline=None)
+    def test_garbageControl(self, payload):
+        for parse in (loginwire.parseWindow, loginwire.parseSignal,
+                      loginwire.parseResult):
+            try:
+                parse(payload)
+            except loginwire.ProtocolError:
+                pass
+
+    def test_limits(self):
+        """
+        Oversized frames, too many arguments and variables are refused.
+        """
+        decoder = loginwire.FrameDecoder()
+        self.assertRaises(loginwire.ProtocolError, decoder.feed,
+                          struct.pack(">I", loginwire.MAX_REQUEST + 1))
+        self.assertRaises(loginwire.ProtocolError,
+                          loginwire.FrameDecoder().feed, b"\0\0\0\0")
+        decoder = loginwire.FrameDecoder()
+        decoder.feed(loginwire.frame(b"Q", b"x"))
+        self.assertRaises(loginwire.ProtocolError, decoder.feed,
+                          struct.pack(">I", loginwire.MAX_CONTROL + 1))
+        big = loginwire.Request("jk_chrootsh", arguments=["x" * 70000])
+        self.assertRaises(loginwire.ProtocolError,
+                          loginwire.serialiseRequest, big)
+        many = b"\0".join([b"Q1", b"jk_chrootsh", b"-", b"0", b"0",
+                           b"%d" % (loginwire.MAX_ARGUMENTS + 1)]
+                          + [b"a"] * (loginwire.MAX_ARGUMENTS + 1) + [b"0"])
+        self.assertRaises(loginwire.ProtocolError, loginwire.parseRequest,
+                          many)
+        self.assertRaises(loginwire.ProtocolError, loginwire.serialiseRequest,
+                          loginwire.Request("jk_chrootsh", arguments=["a\0"]))
+        self.assertRaises(loginwire.ProtocolError, loginwire.parseSignal,
+                          b"S\x09")
+
+    def test_refusalIsOneLine(self):
+        code, message = loginwire.parseResult(
+            loginwire.refusal(13, "two\nlines\x1b[31m")[4:])
+        self.assertEqual((code, message), (13, "two?lines?[31m"))
+
+    def test_socketPath(self):
+        directory = harness.shortTempDir(self)
+        ini = directory.child("j.ini")
+        ini.setContent(b"[login]\nendpoint = unix:/run/x\\:y/l.sock:mode=0666"
+                       b"\n")
+        self.assertEqual(loginwire.socketPath(ini.path), "/run/x:y/l.sock")
+        self.assertEqual(loginwire.socketPath(directory.child("no").path),
+                         loginwire.DEFAULT_SOCKET)
+
+    def test_unavailableNamesBothWaysOut(self):
+        message = loginclient.unavailableMessage(
+            "/run/jailtwist/login.sock", "No such file or directory",
+            "user.max_user_namespaces=0 forbids them (set it above 0)")
+        self.assertNotIn("\n", message)
+        for part in ("user.max_user_namespaces", "AppArmor",
+                     "twistd jailtwist", "/run/jailtwist/login.sock"):
+            self.assertIn(part, message)
+
+    def test_noTwistedInClient(self):
+        """
+        The client and the wire format import no Twisted (nor
+        configparser, argparse): they are on the login start-up path.
+        """
+        code = ("import sys; import jailtwist.loginclient, "
+                "jailtwist.loginwire; jailtwist.loginwire.socketPath(); "
+                "bad = [m for m in sys.modules if m.split('.')[0] in "
+                "('twisted', 'configparser', 'argparse', 'elftools')]; "
+                "print(bad)")
+        out = subprocess.run([sys.executable, "-I", "-c", code],
+                             capture_output=True, text=True, cwd="/")
+        self.assertEqual(out.stdout.strip(), "[]", out.stderr)
+
+
+class DescriptorTests(SynchronousTestCase):
+    """
+    Which passed descriptors may become a jailed program's stdio.
+    """
+
+    def test_refused(self):
+        for path, flags in (("/", os.O_RDONLY | os.O_DIRECTORY),
+                            ("/etc/passwd", os.O_PATH),
+                            ("/", os.O_PATH)):
+            fd = os.open(path, flags)
+            self.addCleanup(os.close, fd)
+            self.assertRaises(BadDescriptor, checkDescriptor, fd)
+        fd = os.eventfd(0)
+        self.addCleanup(os.close, fd)
+        self.assertRaises(BadDescriptor, checkDescriptor, fd)
+
+    def test_allowed(self):
+        r, w = os.pipe()
+        a, b = socket.socketpair()
+        self.addCleanup(a.close)
+        self.addCleanup(b.close)
+        null = os.open("/dev/null", os.O_RDWR)
+        for fd in (r, w, a.fileno(), null):
+            checkDescriptor(fd)
+        for fd in (r, w, null):
+            os.close(fd)
+
+
+# -- the service on a real socket, hostile callers -----------------------------
+
+def _exchange(path, data, fds=(0, 1, 2), shutdown=False):
+    """
+    Connect, send C{data} with C{fds}, return everything the service sends
+    until it closes.
+    """
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(20)
+    try:
+        sock.connect(path)
+        if data is not None:
+            ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                          array.array("i", fds))] if fds else []
+            sock.sendmsg([data], ancillary)
+        if shutdown:
+            sock.shutdown(socket.SHUT_WR)
+        received = b""
+        while True:
+            chunk = sock.recv(4096)
+            if not chunk:
+                return received
+            received += chunk
+    finally:
+        sock.close()
+
+
+def _result(data):
+    frames = loginwire.FrameDecoder(2048, 2048).feed(data)
+    return loginwire.parseResult(frames[0])
+
+
+class ServiceProtocolTests(TestCase):
+    """
+    The service in this process (an injected clock for its timeouts),
+    clients on a real unix socket in threads.
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        self.events = EventStream(self.clock)
+        self.published = []
+        self.events.subscribe(self.published.append)
+        self.factory = LoginFactory(self.events, reactor, clock=self.clock)
+        self.path = harness.shortTempDir(self).child("l.sock").path
+        port = reactor.listenUNIX(self.path, self.factory)
+        self.addCleanup(port.stopListening)
+
+    def exchange(self, *args, **kw):
+        return threads.deferToThread(_exchange, self.path, *args, **kw)
+
+    @inlineCallbacks
+    def assertRefusal(self, data, text, code=2, **kw):
+        received = yield self.exchange(data, **kw)
+        result = _result(received)
+        self.assertEqual(result[0], code, result)
+        self.assertIn(text, result[1])
+        self.assertNotIn("\n", result[1])
+        self.assertEqual(self.published[-1].kind, "login-refused")
+        self.assertEqual(self.published[-1].fields["pid"] is not None, True)
+
+    def request(self, program="jk_chrootsh", **kw):
+        return loginwire.serialiseRequest(loginwire.Request(program, **kw))
+
+    def test_garbage(self):
+        return self.assertRefusal(b"\x00\x00\x00\x05hello", "malformed")
+
+    def test_oversized(self):
+        return self.assertRefusal(b"\x7f\xff\xff\xff" + b"A" * 100,
+                                  "2147483647 bytes")
+
+    def test_noDescriptors(self):
+        return self.assertRefusal(self.request(), "exactly 3 descriptors",
+                                  fds=())
+
+    def test_tooManyDescriptors(self):
+        return self.assertRefusal(self.request(), "got 4", fds=(0, 1, 2, 2))
+
+    @inlineCallbacks
+    def test_weirdDescriptors(self):
+        directory = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
+        self.addCleanup(os.close, directory)
+        opath = os.open("/etc", os.O_PATH)
+        self.addCleanup(os.close, opath)
+        yield self.assertRefusal(self.request(), "a directory",
+                                 fds=(0, directory, 2))
+        yield self.assertRefusal(self.request(), "O_PATH",
+                                 fds=(opath, 1, 2))
+
+    def test_ttyWithoutTerminal(self):
+        null = os.open("/dev/null", os.O_RDWR)
+        self.addCleanup(os.close, null)
+        return self.assertRefusal(self.request(tty=True), "not one",
+                                  fds=(null, null, null))
+
+    def test_rootRefused(self):
+        """
+        The caller here is root (the test process): jk_chrootsh's refusal.
+        """
+        null = os.open("/dev/null", os.O_RDWR)
+        self.addCleanup(os.close, null)
+        return self.assertRefusal(
+            self.request(arguments=["-c", "id"]),
+            "jk_chrootsh is run by root", code=12, fds=(null, null, null))
+
+    @inlineCallbacks
+    def test_slowClient(self):
+        """
+        A client that never sends its request is refused when the
+        (injected) clock passes the timeout; the reactor is never blocked.
+        """
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(sock.close)
+        yield threads.deferToThread(sock.connect, self.path)
+        sock.sendall(b"\x00\x00\x01")   # part of a length, then nothing
+        d = Deferred()
+        reactor.callLater(0.2, d.callback, None)
+        yield d
+        self.assertEqual(len(self.factory._pending), 1)
+        self.clock.advance(loginservice_timeout())
+        sock.settimeout(10)
+        data = yield threads.deferToThread(sock.recv, 4096)
+        code, message = _result(data)
+        self.assertIn("no request within", message)
+        self.assertEqual(len(self.factory._pending), 0)
+
+    @inlineCallbacks
+    def test_perUidLimit(self):
+        self.factory.maxPerUid = 2
+        socks = []
+        for _ in range(2):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.addCleanup(s.close)
+            yield threads.deferToThread(s.connect, self.path)
+            socks.append(s)
+        yield self.assertRefusal(None, "has 2 logins already")
+
+
+def loginservice_timeout():
+    from jailtwist.loginservice import REQUEST_TIMEOUT
+    return REQUEST_TIMEOUT + 1
+
+
+# -- real logins through a real suite -------------------------------------------
+
+class ServiceLoginTests(LoginTestCase):
+    """
+    A real account jailed with jk_jailuser -m, its login commands run
+    where no user namespace can be made, and the real suite
+    (C{twistd jailtwist}) with its login service.
+    """
+
+    user = "jtlsvc1"
+
+    def setUp(self):
+        super().setUp()
+        self.service = startSuite(self, self.syslog)
+
+    def login(self, *args, env=None, program="jk_chrootsh", pass_fds=(),
+              input=None):
+        command = withDevLog(self, self.syslog, withoutUserNamespaces(asUser(
+            self.user, [harness.script(program)] + list(args), env)))
+        return subprocess.run(command, capture_output=True, text=True,
+                              timeout=60, pass_fds=pass_fds, cwd="/",
+                              input=input or "")
+
+    def test_lshThroughService(self):
+        """
+        jk_lsh's policy of the jail applies: an allowed command runs in the
+        jail as the account, a refused one is jk_lsh's one-line refusal.
+        """
+        result = self.login("-c", "/usr/lib/openssh/sftp-server -h")
+        self.assertIn("usage: sftp-server", result.stderr + result.stdout)
+        self.assertLogged("login service: user jtlsvc1")
+        result = self.login("-c", "/usr/bin/busybox id")
+        self.assertRefused(result, 4, "not allowed", tag="jk_lsh")
+        event = self.service.events("login")
+        self.assertEqual(event["user"], self.user)
+        self.assertEqual(event["jail"], self.jail)
+        self.assertEqual(event["command"][0], "/usr/lib/openssh/sftp-server")
+
+    def test_shellExitStatusAndIdentity(self):
+        self.setShell("/usr/bin/sh")
+        result = self.login(
+            "-c", "id -u; id -g; pwd; ls /; cat /proc/self/status 2>&1 | "
+            "grep -E '^(CapEff|CapPrm|CapBnd|NoNewPrivs)'; exit 7",
+            env={"SECRET": "1", "LD_PRELOAD": "/x.so"})
+        lines = result.stdout.splitlines()
+        self.assertEqual(result.returncode, 7, result.stderr)
+        self.assertEqual(lines[:3], [str(self.entry[2]), str(self.entry[3]),
+                                     f"/home/{self.user}"], result.stderr)
+        self.assertIn("etc", lines)
+        self.assertNotIn("root", lines)
+        result = self.login("-c", "kill -TERM $$")
+        self.assertEqual(result.returncode, 128 + 15, result.stderr)
+        result = self.login("-c", "env")
+        self.assertNotIn("SECRET", result.stdout)
+        self.assertNotIn("LD_PRELOAD", result.stdout)
+
+    def test_noNewPrivsNoCapabilities(self):
+        self.setShell("/usr/bin/sh")
+        # Kept running by an open stdin, inspected from outside (the jail
+        # has no /proc).
+        process = subprocess.Popen(
+            withDevLog(self, self.syslog, withoutUserNamespaces(asUser(
+                self.user, [harness.script("jk_chrootsh"), "-c",
+                            "echo $$; exec busybox cat"]))),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, cwd="/")
+        self.addCleanup(process.wait)
+        self.addCleanup(process.kill)
+        pid = int(harness.readLine(process.stdout))
+        status = open(f"/proc/{pid}/status").read()
+        fields = dict(line.split(":\t", 1) for line in status.splitlines()
+                      if ":\t" in line)
+        self.assertEqual(fields["NoNewPrivs"].strip(), "1")
+        for name in ("CapEff", "CapPrm", "CapBnd", "CapAmb", "CapInh"):
+            self.assertEqual(int(fields[name], 16), 0, name)
+        uid = str(self.entry[2])
+        self.assertEqual(fields["Uid"].split(), [uid] * 4)
+        self.assertEqual(os.readlink(f"/proc/{pid}/root"), self.jail)
+        process.stdin.close()
+        self.assertEqual(process.wait(30), 0)
+
+    def test_hangupWhenClientGoes(self):
+        """
+        When the client dies, the jailed program gets SIGHUP.
+        """
+        self.setShell("/usr/bin/sh")
+        process = subprocess.Popen(
+            withDevLog(self, self.syslog, withoutUserNamespaces(asUser(
+                self.user, [harness.script("jk_chrootsh"), "-c",
+                            "echo $$; exec busybox sleep 600"]))),
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, cwd="/")
+        self.addCleanup(process.wait)
+        pid = int(harness.readLine(process.stdout))
+        for each in _descendants(process.pid):
+            if _name(each) == "jk_chrootsh":
+                os.kill(each, 9)
+        harness.waitFor(lambda: not os.path.exists(f"/proc/{pid}"),
+                        what="the jailed program to be hung up")
+
+    def test_notJailedRefused(self):
+        """
+        An account whose shell is not jk_chrootsh gets nothing.
+        """
+        subprocess.run(["usermod", "-s", "/bin/sh", self.user], check=True)
+        result = self.login("-c", "/usr/lib/openssh/sftp-server -h")
+        self.assertRefused(result, 13, "the login service serves only "
+                                       "jailed accounts")
+
+    def test_uchroot(self):
+        """
+        jk_uchroot through the service: only what its allow list names.
+        """
+        other = os.path.dirname(self.jail)
+        replaceConfig(self, "jk_uchroot.ini",
+                      f"[DEFAULT]\nallowed_jails = {other}/nowhere\n")
+        result = self.login("-j", self.jail, "-x", "/usr/bin/busybox",
+                            "--", "true", program="jk_uchroot")
+        self.assertRefused(result, 21, "is not allowed in jail",
+                           tag="jk_uchroot")
+        replaceConfig(self, "jk_uchroot.ini",
+                      f"[DEFAULT]\nallowed_jails = {self.jail}\n")
+        result = self.login("-j", self.jail, "-x", "/usr/bin/busybox",
+                            "--", "sh", "-c", "id -u; exit 3",
+                            program="jk_uchroot")
+        self.assertEqual(result.returncode, 3, result.stderr)
+        self.assertEqual(result.stdout.split(), [str(self.entry[2])])
+
+    def test_serviceNotRunning(self):
+        self.service.stop()
+        result = self.login("-c", "/usr/lib/openssh/sftp-server -h")
+        self.assertEqual(result.returncode, 33, result.stderr)
+        self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
+        for part in ("user.max_user_namespaces=0", "AppArmor",
+                     "twistd jailtwist"):
+            self.assertIn(part, result.stderr)
+
+
+def _descendants(pid):
+    found = []
+    for each in os.listdir("/proc"):
+        if each.isdigit():
+            try:
+                stat = open(f"/proc/{each}/stat").read()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid == pid:
+                found.append(int(each))
+                found += _descendants(int(each))
+    return found
+
+
+def _name(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return None
+    return next((os.path.basename(a.decode()) for a in argv
+                 if a.endswith((b"jk_chrootsh", b"jk_uchroot"))), None)
+
+
+class Suite:
+    """
+    A real C{twistd jailtwist} (control channel and login service) started
+    by a test, and an event reader on its control channel.
+    """
+
+    def __init__(self, testCase, syslog):
+        self.testCase = testCase
+        directory = harness.shortTempDir(testCase)
+        self.control = directory.child("ctl").path
+        self.socket = loginwire.DEFAULT_SOCKET
+        ini = directory.child("jailtwist.ini")
+        ini.setContent(
+            f"[control]\nipc = unix:{self.control}:mode=600\n\n"
+            f"[probes]\nenabled = no\n\n[login]\n"
+            f"endpoint = unix:{self.socket}:mode=0666\n".encode())
+        self.log = directory.child("twistd.log").path
+        self.process = subprocess.Popen(
+            withDevLog(testCase, syslog,
+                       [harness.script("twistd"), "-n", "--pidfile=",
+                        "--logfile", self.log, "jailtwist", "--config",
+                        ini.path]))
+        testCase.addCleanup(self.stop)
+        harness.waitFor(self._ready, what="the login service")
+        self.reader = subprocess.Popen(
+            [harness.script("jailtwist"), "-f", self.control, "events",
+             "--json"], stdout=subprocess.PIPE)
+        testCase.addCleanup(self.reader.wait)
+        testCase.addCleanup(self.reader.terminate)
+        harness.waitFor(lambda: "follows events" in open(self.log).read(),
+                        what="the subscription")
+
+    def _ready(self):
+        if self.process.poll() is not None:
+            raise AssertionError("twistd exited: " + open(self.log).read())
+        try:
+            loginclient.connect(self.socket).close()
+            return os.path.exists(self.control)
+        except OSError:
+            return False
+
+    def events(self, kind):
+        while True:
+            event = json.loads(harness.readLine(self.reader.stdout))
+            if event["kind"] == kind:
+                return event
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
+def startSuite(testCase, syslog):
+    return Suite(testCase, syslog)
