@@ -41,6 +41,14 @@ def withoutUserNamespaces(command):
     return [sys.executable, NOUSERNS] + list(command)
 
 
+#: A command prefix that gives a process in C{withDevLog}'s namespace (whose
+#: /dev is an overlay, hiding the host's /dev/pts) a devpts of its own, so
+#: it can allocate ptys.
+WITH_PTYS = ["sh", "-c", "mount -t devpts -o newinstance,ptmxmode=0666,"
+             "mode=0620 devpts /dev/pts && rm -f /dev/ptmx && "
+             "ln -s pts/ptmx /dev/ptmx && exec \"$@\"", "sh"]
+
+
 # -- the wire format --------------------------------------------------------
 
 text = st.text(st.characters(blacklist_characters="\0",
@@ -529,7 +537,7 @@ class Suite:
             f"endpoint = unix:{self.socket}:mode=0666\n".encode())
         self.log = directory.child("twistd.log").path
         self.process = subprocess.Popen(
-            withDevLog(testCase, syslog,
+            withDevLog(testCase, syslog, WITH_PTYS +
                        [harness.script("twistd"), "-n", "--pidfile=",
                         "--logfile", self.log, "jailtwist", "--config",
                         ini.path]))
