@@ -38,7 +38,10 @@ SUITE_CONFIG = "/etc/jailtwist/jailtwist.ini"
 PROGRAMS = ("jk_chrootsh", "jk_uchroot", "jk_procmailwrapper")
 
 # Limits: a request holds a command line and an environment, nothing more.
-MAX_REQUEST = 64 * 1024
+# One argument may be as long as the kernel allows (MAX_ARG_STRLEN, 128 KiB:
+# sshd passes a whole command as one); at most MAX_PENDING of these wait in
+# the service's memory at once.
+MAX_REQUEST = 256 * 1024
 MAX_CONTROL = 16
 MAX_ARGUMENTS = 1024
 MAX_ENVIRONMENT = 256

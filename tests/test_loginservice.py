@@ -134,7 +134,7 @@ class WireTests(SynchronousTestCase):
         decoder.feed(loginwire.frame(b"Q", b"x"))
         self.assertRaises(loginwire.ProtocolError, decoder.feed,
                           struct.pack(">I", loginwire.MAX_CONTROL + 1))
-        big = loginwire.Request("jk_chrootsh", arguments=["x" * 70000])
+        big = loginwire.Request("jk_chrootsh", arguments=["x" * 300000])
         self.assertRaises(loginwire.ProtocolError,
                           loginwire.serialiseRequest, big)
         many = b"\0".join([b"Q1", b"jk_chrootsh", b"-", b"0", b"0",
