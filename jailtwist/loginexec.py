@@ -9,7 +9,8 @@ what the service hands over:
     caller's own, or the slave of the service's pty);
   - descriptor 3: the plan, as JSON (uid, gid, groups, home, executable,
     argv, environment, umask, namespaces, whether 0 is a pty, the exit
-    status and message for a failing exec);
+    status and message for a failing exec, the exit status of each step
+    of entering);
   - descriptor 4: an C{O_PATH} descriptor of the checked jail.
 
 It starts a session (with the pty as its controlling terminal), enters the
@@ -46,17 +47,20 @@ def main():
         import fcntl
         fcntl.ioctl(0, _TIOCSCTTY, 0)
     from jailtwist.enter import EnterError, enterForAccount
-    from jailtwist.login import ENTER_EXIT_CODES
+    from jailtwist.errors import JailtwistError
     try:
         enterForAccount(JAIL_FD, plan["home"], plan["uid"], plan["gid"],
                         plan["groups"], plan["namespaces"])
     except EnterError as e:
         _fail(f"{plan['program']}: abort, entering the jail {plan['jail']} "
-              f"failed: {e}", ENTER_EXIT_CODES.get(e.step, 33))
+              f"failed: {e}", plan["stepCodes"].get(e.step, 33))
+    except JailtwistError as e:
+        _fail(f"{plan['program']}: abort: {e}", 33)
     finally:
         os.close(JAIL_FD)
-    if plan["umask"] is not None:
-        os.umask(plan["umask"])
+    # The daemon's umask is not the login's: sshd's default, unless jk_lsh
+    # sets one.
+    os.umask(0o022 if plan["umask"] is None else plan["umask"])
     env = {k.encode("utf-8", "surrogateescape"):
            v.encode("utf-8", "surrogateescape")
            for k, v in plan["environment"].items()}

@@ -47,8 +47,8 @@ from twisted.logger import Logger
 from jailtwist import loginwire
 from jailtwist.control import peerCredentials
 from jailtwist.login import (
-    AuthLog, Refused, UchrootUsage, parseUchrootArguments, planChrootsh,
-    planProcmail, planUchroot)
+    ENTER_EXIT_CODES, AuthLog, Refused, UchrootUsage, parseUchrootArguments,
+    planChrootsh, planProcmail, planUchroot)
 from jailtwist.lsh import LshRefusal, printable
 
 #: Seconds a connection may take to send its request.
@@ -277,13 +277,18 @@ class LoginProtocol(Protocol):
     def _start(self, plan):
         request, peer = self.request, self.peer
         groups = sorted(set(peer.groups) | {peer.gid})
+        if 0 in groups:
+            self.refuse(PROTOCOL_ERROR, f"abort, uid {peer.uid} runs with "
+                                        f"group 0 (root): the login service "
+                                        f"never runs a program with it")
+            return
         description = {
             "program": request.program, "jail": plan.jail.location,
             "home": plan.home, "uid": peer.uid, "gid": peer.gid,
             "groups": groups, "namespaces": list(plan.namespaces),
             "executable": plan.executable, "argv": list(plan.argv),
             "environment": plan.environment, "umask": plan.umask,
-            "tty": request.tty,
+            "tty": request.tty, "stepCodes": ENTER_EXIT_CODES,
             "execFailure": [plan.execFailure[0],
                             (plan.execFailure[1] or
                              [f"exec {plan.executable}: {{error}}"])[-1]]}
@@ -541,6 +546,30 @@ class LoginFactory(Factory):
             path="/", childFDs=childFDs)
 
 
+def checkSocketDirectory(path):
+    """
+    Make the socket's directory (root-owned, 0755) if it is missing, and
+    refuse one that anybody but root could change: whoever can replace the
+    socket gets the descriptors of every login that falls back to it.
+
+    @raise JailtwistError: for an unsafe directory.
+    """
+    from jailtwist.errors import JailtwistError
+    os.makedirs(path, mode=0o755, exist_ok=True)
+    current = "/"
+    parts = [p for p in path.split("/") if p]
+    for i, part in enumerate(parts):
+        current = os.path.join(current, part)
+        st = os.lstat(current)
+        # A sticky parent (/tmp) is tolerated, not as the socket's own.
+        sticky = st.st_mode & stat.S_ISVTX and i < len(parts) - 1
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0 or \
+                st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not sticky:
+            raise JailtwistError(
+                f"{current} must be a root-owned directory that only root "
+                f"can write to (it holds the login service's socket)")
+
+
 def makeService(endpoint, events, reactor=None):
     """
     @return: the login service listening on C{endpoint} (its socket's
@@ -551,7 +580,7 @@ def makeService(endpoint, events, reactor=None):
     from jailtwist.control import claimSocket
     path = loginwire.endpointPath(endpoint)
     if path:
-        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+        checkSocketDirectory(os.path.dirname(path))
         claimSocket(endpoint)
     factory = LoginFactory(events, reactor)
     service = strports.service(endpoint, factory, reactor=reactor)

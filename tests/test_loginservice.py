@@ -484,6 +484,25 @@ class ServiceLoginTests(LoginTestCase):
         self.assertEqual(result.returncode, 3, result.stderr)
         self.assertEqual(result.stdout.split(), [str(self.entry[2])])
 
+    def test_procmail(self):
+        """
+        jk_procmailwrapper through the service: the jail's procmail runs
+        in the jail as the recipient, with the message on its stdin.
+        """
+        procmail = os.path.join(self.jail, "usr/bin/procmail")
+        with open(procmail, "w") as f:
+            f.write("#!/usr/bin/busybox sh\n"
+                    "echo delivered $(/usr/bin/busybox id -u) "
+                    "$(/usr/bin/busybox cat) in $PWD\n")
+        os.chmod(procmail, 0o755)
+        result = self.login("-d", self.user, input="a message",
+                            program="jk_procmailwrapper")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(result.stdout.strip(),
+                         f"delivered {self.entry[2]} a message in "
+                         f"/home/{self.user}")
+        self.assertLogged("login service: user jtlsvc1")
+
     def test_serviceNotRunning(self):
         self.service.stop()
         result = self.login("-c", "/usr/lib/openssh/sftp-server -h")
@@ -574,3 +593,23 @@ class Suite:
 
 def startSuite(testCase, syslog):
     return Suite(testCase, syslog)
+
+
+class SocketDirectoryTests(SynchronousTestCase):
+
+    def test_unsafe(self):
+        """
+        The service refuses to put its socket where anybody but root could
+        replace it.
+        """
+        from jailtwist.errors import JailtwistError
+        from jailtwist.loginservice import checkSocketDirectory
+        directory = harness.shortTempDir(self)
+        safe = directory.child("safe")
+        checkSocketDirectory(safe.path)
+        self.assertEqual(os.stat(safe.path).st_mode & 0o777, 0o755)
+        os.chmod(safe.path, 0o777)
+        self.assertRaises(JailtwistError, checkSocketDirectory, safe.path)
+        os.chmod(safe.path, 0o755)
+        os.chown(safe.path, 1, 1)
+        self.assertRaises(JailtwistError, checkSocketDirectory, safe.path)
