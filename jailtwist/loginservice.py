@@ -256,6 +256,12 @@ class LoginProtocol(Protocol):
         if request.tty and not os.isatty(self.fds[0]):
             raise loginwire.ProtocolError("a terminal was asked for but "
                                           "stdin is not one")
+        if not request.tty and any(os.isatty(fd) for fd in self.fds):
+            # The program would get a terminal of the caller's (TIOCSTI
+            # could type into it, as with su): only a pty of its own.
+            raise loginwire.ProtocolError(
+                "a terminal as stdout or stderr needs one as stdin too (the "
+                "program gets a pty of its own)")
         try:
             plan = self.factory.plan(request, self.peer)
         except (Refused, LshRefusal) as e:
@@ -585,4 +591,6 @@ def makeService(endpoint, events, reactor=None):
     factory = LoginFactory(events, reactor)
     service = strports.service(endpoint, factory, reactor=reactor)
     service.setName("login")
+    # When the suite stops, the reactor's shutdown loses every connection,
+    # and a lost connection hangs its program up.
     return service

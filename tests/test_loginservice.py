@@ -456,6 +456,44 @@ class ServiceLoginTests(LoginTestCase):
         harness.waitFor(lambda: not os.path.exists(f"/proc/{pid}"),
                         what="the jailed program to be hung up")
 
+    def test_hangupWhenServiceStops(self):
+        """
+        When the suite stops, the programs it started are hung up.
+        """
+        self.setShell("/usr/bin/sh")
+        process = subprocess.Popen(
+            withDevLog(self, self.syslog, withoutUserNamespaces(asUser(
+                self.user, [harness.script("jk_chrootsh"), "-c",
+                            "echo $$; exec busybox sleep 600"]))),
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, cwd="/")
+        self.addCleanup(process.wait)
+        pid = int(harness.readLine(process.stdout))
+        self.service.stop()
+        harness.waitFor(lambda: not os.path.exists(f"/proc/{pid}"),
+                        what="the jailed program to be hung up")
+        self.assertEqual(process.wait(30), 33)
+        self.assertIn("closed the connection without a result",
+                      process.stderr.read().decode())
+
+    def test_terminalOnlyAsStdout(self):
+        """
+        A terminal of the caller's never reaches the program (TIOCSTI):
+        one as stdout with another stdin is refused.
+        """
+        import pty
+        master, slave = pty.openpty()
+        self.addCleanup(os.close, master)
+        self.addCleanup(os.close, slave)
+        command = withDevLog(self, self.syslog, withoutUserNamespaces(asUser(
+            self.user, [harness.script("jk_chrootsh"), "-c",
+                        "/usr/lib/openssh/sftp-server -h"])))
+        result = subprocess.run(command, stdin=subprocess.DEVNULL,
+                                stdout=slave, stderr=subprocess.PIPE,
+                                cwd="/", timeout=60)
+        self.assertEqual(result.returncode, 2)
+        self.assertIn(b"needs one as stdin too", result.stderr)
+
     def test_notJailedRefused(self):
         """
         An account whose shell is not jk_chrootsh gets nothing.
@@ -564,7 +602,7 @@ class Suite:
         harness.waitFor(self._ready, what="the login service")
         self.reader = subprocess.Popen(
             [harness.script("jailtwist"), "-f", self.control, "events",
-             "--json"], stdout=subprocess.PIPE)
+             "--json"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         testCase.addCleanup(self.reader.wait)
         testCase.addCleanup(self.reader.terminate)
         harness.waitFor(lambda: "follows events" in open(self.log).read(),
