@@ -277,6 +277,10 @@ class LoginProtocol(Protocol):
             return
         try:
             self._start(plan)
+        except Exception:
+            self.log.failure("starting a login for uid {uid} failed",
+                             uid=self.peer.uid)
+            self.refuse(1, "the login service failed (see its log)")
         finally:
             os.close(plan.jailFd)
 
@@ -544,12 +548,15 @@ class LoginFactory(Factory):
 
     def spawn(self, processProtocol, childFDs):
         """
-        Start L{jailtwist.loginexec} with C{childFDs}.
+        Start L{jailtwist.loginexec} with C{childFDs}.  Without a uid, gid,
+        working directory or pty, Twisted uses C{posix_spawn}: no Python
+        code runs between fork and exec (the jail is entered after the
+        exec, in the new interpreter).
         """
         return self.reactor.spawnProcess(
             processProtocol, self.python,
             [self.python, "-I", "-m", "jailtwist.loginexec"], env={},
-            path="/", childFDs=childFDs)
+            childFDs=childFDs)
 
 
 def checkSocketDirectory(path):

@@ -351,6 +351,34 @@ class ServiceProtocolTests(TestCase):
         yield self.assertRefusal(None, "has 2 logins already")
 
 
+    def test_spawnWithoutFork(self):
+        """
+        The program is started by C{posix_spawn} (no fork, so no Python
+        code of this daemon runs in the child); the helper refuses to run
+        without a plan.
+        """
+        from twisted.internet.protocol import ProcessProtocol
+
+        def noFork():
+            raise AssertionError("forked")
+        self.patch(os, "fork", noFork)
+        ended = Deferred()
+        output = []
+
+        class Collect(ProcessProtocol):
+            def errReceived(self, data):
+                output.append(data)
+
+            def processEnded(self, reason):
+                ended.callback(reason.value.exitCode)
+        self.factory.spawn(Collect(), {0: "w", 1: "r", 2: "r"})
+
+        def check(code):
+            self.assertEqual(code, 1)
+            self.assertIn(b"cannot read the plan", b"".join(output))
+        return ended.addCallback(check)
+
+
 def loginservice_timeout():
     from jailtwist.loginservice import REQUEST_TIMEOUT
     return REQUEST_TIMEOUT + 1
