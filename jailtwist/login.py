@@ -534,8 +534,8 @@ def checkHome(jailFd, jailPath, inner, account, relax):
                           f"{account.uid}", 53)
         if st.st_gid != account.runGid and "group" not in relax:
             raise Refused(f"abort, path {full} does not have group owner "
-                          f"{account.runGid}, set option 'relax_home_group' to "
-                          f"relax this check", 53)
+                          f"{account.runGid}, set option 'relax_home_group' "
+                          f"to relax this check", 53)
         if st.st_mode & stat.S_IWGRP and "group_permissions" not in relax:
             raise Refused(f"abort, path {full} is group writable, set option "
                           f"'relax_home_group_permissions' to relax this "

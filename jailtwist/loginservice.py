@@ -235,7 +235,7 @@ class LoginProtocol(Protocol):
         self.transport.loseConnection()
         self._closeFds()
 
-    # -- the request -----------------------------------------------------------
+    # -- the request ----------------------------------------------------------
 
     def _requestReceived(self, payload):
         self._cancelTimeout()
@@ -352,7 +352,7 @@ class LoginProtocol(Protocol):
         self.clientIO.registerProducer(self.masterIO, True)
         self.masterIO.registerProducer(self.clientIO, True)
 
-    # -- after the start -------------------------------------------------------
+    # -- after the start ------------------------------------------------------
 
     def _control(self, payload):
         kind = payload[:1]

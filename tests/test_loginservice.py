@@ -213,7 +213,7 @@ class DescriptorTests(SynchronousTestCase):
             os.close(fd)
 
 
-# -- the service on a real socket, hostile callers -----------------------------
+# -- the service on a real socket, hostile callers ----------------------------
 
 def _exchange(path, data, fds=(0, 1, 2), shutdown=False):
     """
@@ -384,7 +384,7 @@ def loginservice_timeout():
     return REQUEST_TIMEOUT + 1
 
 
-# -- real logins through a real suite -------------------------------------------
+# -- real logins through a real suite -----------------------------------------
 
 class ServiceLoginTests(LoginTestCase):
     """
@@ -521,6 +521,66 @@ class ServiceLoginTests(LoginTestCase):
                                 cwd="/", timeout=60)
         self.assertEqual(result.returncode, 2)
         self.assertIn(b"needs one as stdin too", result.stderr)
+
+    def rawLogin(self, program, arguments, environ, user=None):
+        """
+        Ask the service directly (not through a login command, so nothing
+        is checked on the client side) as C{user} (the account by
+        default), with any environment.
+        """
+        code = ("import sys; from jailtwist import loginclient; "
+                "from jailtwist.command import runCommand; "
+                "runCommand(lambda argv: loginclient.login(%r, %r, %r, "
+                "path=%r), name='raw')" % (program, arguments, environ,
+                                           loginwire.DEFAULT_SOCKET))
+        command = [sys.executable, "-I", "-c", code]
+        if user != "root":
+            command = asUser(user or self.user, command)
+        return subprocess.run(command, capture_output=True, text=True,
+                              timeout=60, cwd="/", stdin=subprocess.DEVNULL)
+
+    def test_hostileEnvironment(self):
+        """
+        The identity is the socket's: C{USER} naming root or another
+        account changes nothing, and variables outside jk_chrootsh.ini's
+        env= never reach the program.
+        """
+        self.setShell("/usr/bin/sh")
+        result = self.rawLogin("jk_chrootsh", ["-c", "id -u; env"],
+                               {"USER": "root", "LD_PRELOAD": "/evil.so",
+                                "HOME": "/root", "SHELL": "/bin/bash"})
+        self.assertEqual(result.returncode, 0, result.stderr)
+        lines = result.stdout.splitlines()
+        self.assertEqual(lines[0], str(self.entry[2]))
+        self.assertIn(f"USER={self.user}", lines)
+        self.assertIn(f"HOME=/home/{self.user}", lines)
+        self.assertNotIn("LD_PRELOAD=/evil.so", lines)
+        result = self.rawLogin("jk_chrootsh", ["-c", "id -u"],
+                               {"USER": self.user}, user="root")
+        self.assertEqual(result.returncode, 12, result.stderr)
+
+    def test_credentialsFromConnect(self):
+        """
+        The caller is who connected, whatever the process that sends the
+        request has become since (or whoever now has its pid): a socket
+        root connected and handed to a process of the account is root's.
+        """
+        code = (
+            "import os, socket, sys\n"
+            "from jailtwist import loginclient, loginwire\n"
+            "s = loginclient.connect(%r)\n"
+            "os.setgroups([]); os.setresgid(%d, %d, %d); "
+            "os.setresuid(%d, %d, %d)\n"
+            "loginclient.sendRequest(s, loginwire.Request("
+            "'jk_chrootsh', arguments=['-c', 'id -u']))\n"
+            "print(loginclient.session(s))\n"
+            % ((loginwire.DEFAULT_SOCKET,) + (self.entry[3],) * 3
+               + (self.entry[2],) * 3))
+        result = subprocess.run([sys.executable, "-I", "-c", code],
+                                capture_output=True, text=True, timeout=60,
+                                cwd="/", stdin=subprocess.DEVNULL)
+        self.assertIn("(12, 'abort, jk_chrootsh is run by root", result.stdout,
+                      result.stderr)
 
     def test_notJailedRefused(self):
         """

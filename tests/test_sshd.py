@@ -406,7 +406,7 @@ class BypassTests(WalkthroughTestCase):
             result.stdout)
 
 
-# -- where no user namespace can be made: the root login service ---------------
+# -- where no user namespace can be made: the root login service --------------
 
 MAX_USER_NAMESPACES = "/proc/sys/user/max_user_namespaces"
 
