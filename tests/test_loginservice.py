@@ -639,6 +639,44 @@ class ServiceLoginTests(LoginTestCase):
             self.assertIn(part, result.stderr)
 
 
+class ServiceFuzzTests(SynchronousTestCase):
+    """
+    Garbage at the real service (the suite as a separate process): every
+    complete frame gets exactly one one-line refusal, and the service
+    keeps serving.
+    """
+
+    def setUp(self):
+        harness.isolated(self)
+        self.syslog = harness.startRsyslog(self)
+        self.suite = startSuite(self, self.syslog)
+        self.null = os.open("/dev/null", os.O_RDWR)
+        self.addCleanup(os.close, self.null)
+
+    @given(st.binary(max_size=512), st.booleans(), st.integers(0, 5))
+    @settings(max_examples=150, deadline=None)
+    def test_garbage(self, payload, framed, fdCount):
+        data = (loginwire.frame(b"Q", payload) if framed else payload) \
+            or b"\0"
+        received = _exchange(loginwire.DEFAULT_SOCKET, data,
+                             fds=(self.null,) * fdCount, shutdown=True)
+        if not received:
+            # Only a frame that never completed goes without an answer.
+            try:
+                complete = loginwire.FrameDecoder().feed(data)
+            except loginwire.ProtocolError:
+                self.fail(f"a bad frame went unanswered: {data!r}")
+            self.assertEqual(complete, [], data)
+            return
+        frames = loginwire.FrameDecoder(2048, 2048).feed(received)
+        self.assertEqual(len(frames), 1, received)
+        code, message = loginwire.parseResult(frames[0])
+        self.assertIsNotNone(message)
+        self.assertNotIn("\n", message)
+        self.assertNotEqual(code, 0)
+        self.assertIsNone(self.suite.process.poll())
+
+
 def _descendants(pid):
     found = []
     for each in os.listdir("/proc"):
