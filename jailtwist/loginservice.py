@@ -233,7 +233,9 @@ class LoginProtocol(Protocol):
             program=program, exitCode=code, reason=message)
         self.transport.write(loginwire.refusal(code, message))
         self.transport.loseConnection()
-        self._closeFds()
+        if self.clientIO is None:
+            # (A pty relay still reads them: it closes them when it ends.)
+            self._closeFds()
 
     # -- the request ----------------------------------------------------------
 

@@ -559,6 +559,29 @@ class ServiceLoginTests(LoginTestCase):
                                {"USER": self.user}, user="root")
         self.assertEqual(result.returncode, 12, result.stderr)
 
+    def test_serviceChecksItself(self):
+        """
+        The service makes the login command's checks again (a caller need
+        not be a login command): jk_lsh's policy, the jail's safety and
+        jk_uchroot's allow list, with their exit statuses and log texts.
+        """
+        result = self.rawLogin("jk_chrootsh", ["-c", "/usr/bin/busybox id"],
+                               {})
+        self.assertEqual(result.returncode, 4, result.stderr)
+        self.assertIn("tried to run '/usr/bin/busybox id', which is not "
+                      "allowed", result.stderr)
+        self.assertLogged("tried to run '/usr/bin/busybox id'")
+        replaceConfig(self, "jk_uchroot.ini",
+                      "[DEFAULT]\nallowed_jails = /nowhere\n")
+        result = self.rawLogin("jk_uchroot", ["-j", self.jail, "-x",
+                                              "/usr/bin/busybox"], {})
+        self.assertEqual(result.returncode, 21, result.stderr)
+        self.assertIn("is not allowed in jail", result.stderr)
+        os.chmod(self.jail, 0o775)
+        result = self.rawLogin("jk_chrootsh", ["-c", "scp -t ."], {})
+        self.assertEqual(result.returncode, 53, result.stderr)
+        self.assertIn("is not a safe jail", result.stderr)
+
     def test_credentialsFromConnect(self):
         """
         The caller is who connected, whatever the process that sends the

@@ -523,13 +523,17 @@ class ServicePtyTests(ServiceMixin, WalkthroughTestCase):
         output = _readUntil(master, "24 80")
         self.assertIn("ON-A-TTY", output)
         _setSize(master, 30, 100)
-        output = ""
-        for _ in range(50):
+        # Each line makes the shell print the size it sees; the new size
+        # travels ssh, sshd, jk_chrootsh and the service, so it may take a
+        # few lines to arrive.
+        sizes = []
+        for _ in range(20):
             os.write(master, b"x\r")
-            output += _readUntil(master, "\n", timeout=5)
-            if "30 100" in output:
+            output = _readUntil(master, "\n", after="x\r\n")
+            sizes.append(output.split("x\r\n", 1)[1].split()[0:2])
+            if sizes[-1] == ["30", "100"]:
                 break
-        self.assertIn("30 100", output)
+        self.assertEqual(sizes[-1], ["30", "100"], sizes)
         os.write(master, b"q\r")
         self.assertEqual(process.wait(30), 5)
         self.assertLogged("login service: user jtssh2")
