@@ -57,8 +57,10 @@ REQUEST_TIMEOUT = 10.0
 DRAIN_TIMEOUT = 2.0
 #: Connections (waiting or running a program) one uid may hold.
 MAX_PER_UID = 32
-#: Connections still waiting for their request, for all callers.
+#: Connections still waiting for their request, for all callers and for
+#: one uid (so that a few accounts cannot hold every slot).
 MAX_PENDING = 64
+MAX_PENDING_PER_UID = 4
 #: Exit status of a request that breaks the protocol.
 PROTOCOL_ERROR = 2
 
@@ -461,7 +463,8 @@ class LoginFactory(Factory):
 
     def __init__(self, events, reactor=None, clock=None,
                  requestTimeout=REQUEST_TIMEOUT, maxPerUid=MAX_PER_UID,
-                 maxPending=MAX_PENDING, configDirectory=None,
+                 maxPending=MAX_PENDING,
+                 maxPendingPerUid=MAX_PENDING_PER_UID, configDirectory=None,
                  python=sys.executable):
         if reactor is None:
             from twisted.internet import reactor
@@ -471,6 +474,7 @@ class LoginFactory(Factory):
         self.requestTimeout = requestTimeout
         self.maxPerUid = maxPerUid
         self.maxPending = maxPending
+        self.maxPendingPerUid = maxPendingPerUid
         self.configDirectory = configDirectory
         self.python = python
         self.credentialsOf = peerCredentials
@@ -495,7 +499,9 @@ class LoginFactory(Factory):
         if peer.uid is None:
             connection.refuse(PROTOCOL_ERROR, "no peer credentials")
             return False
-        if len(self._pending) >= self.maxPending:
+        waiting = sum(1 for c in self._pending if c.peer.uid == peer.uid)
+        if len(self._pending) >= self.maxPending or \
+                waiting >= self.maxPendingPerUid:
             connection.refuse(PROTOCOL_ERROR, "too many logins are starting: "
                                               "try again")
             return False

@@ -350,6 +350,18 @@ class ServiceProtocolTests(TestCase):
             socks.append(s)
         yield self.assertRefusal(None, "has 2 logins already")
 
+    @inlineCallbacks
+    def test_pendingPerUid(self):
+        """
+        One uid may keep only a few connections waiting for their request.
+        """
+        self.factory.maxPendingPerUid = 2
+        for _ in range(2):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.addCleanup(s.close)
+            yield threads.deferToThread(s.connect, self.path)
+        yield self.assertRefusal(None, "too many logins are starting")
+
 
     def test_spawnWithoutFork(self):
         """
