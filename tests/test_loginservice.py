@@ -812,3 +812,41 @@ class SocketDirectoryTests(SynchronousTestCase):
         os.chmod(safe.path, 0o755)
         os.chown(safe.path, 1, 1)
         self.assertRaises(JailtwistError, checkSocketDirectory, safe.path)
+
+
+class SuiteOptionsTests(SynchronousTestCase):
+    """
+    The login service's settings in C{twistd jailtwist}.
+    """
+
+    def options(self, text, *argv):
+        from jailtwist.tap import suite
+        ini = harness.shortTempDir(self).child("j.ini")
+        ini.setContent(text.encode())
+        options = suite.Options()
+        options.parseOptions(["--config", ini.path] + list(argv))
+        return options
+
+    def test_default(self):
+        self.assertEqual(self.options("")["loginEndpoint"],
+                         loginwire.DEFAULT_ENDPOINT)
+
+    def test_configured(self):
+        text = "[login]\nendpoint = unix:/run/l.sock:mode=0666\n"
+        self.assertEqual(self.options(text)["loginEndpoint"],
+                         "unix:/run/l.sock:mode=0666")
+        self.assertIsNone(self.options("[login]\nenabled = no\n")
+                          ["loginEndpoint"])
+        self.assertIsNone(self.options(text, "--no-login")["loginEndpoint"])
+        self.assertEqual(self.options(text, "--login", "unix:/run/o")
+                         ["loginEndpoint"], "unix:/run/o")
+
+    def test_refused(self):
+        from twisted.python import usage
+        for text, argv, message in (
+                ("[login]\nendpoint = tcp:22\n", (), "unix: endpoint"),
+                ("", ("--login", "tcp:22"), "unix: endpoint"),
+                ("[login]\nport = 1\n", (), "unknown key")):
+            error = self.assertRaises(usage.UsageError, self.options, text,
+                                      *argv)
+            self.assertIn(message, str(error))
