@@ -594,6 +594,31 @@ class ServiceLoginTests(LoginTestCase):
         self.assertEqual(result.returncode, 53, result.stderr)
         self.assertIn("is not a safe jail", result.stderr)
 
+    def test_undecodableArguments(self):
+        """
+        Bytes that are not UTF-8 (sent as they are) get jk_lsh's answer,
+        escaped in the one line and the log, never a crash.
+        """
+        result = self.rawLogin("jk_chrootsh",
+                               ["-c", "/usr/bin/busybox \udcff\x1b[2J"], {})
+        self.assertEqual(result.returncode, 4, result.stderr)
+        self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
+        self.assertNotIn("\x1b", result.stderr)
+        self.assertLogged("which is not allowed")
+
+    def test_symlinkedJail(self):
+        """
+        A jail path with a symlink in it is refused by the service too
+        (the kernel's name for the opened directory must be the path).
+        """
+        link = os.path.join(os.path.dirname(self.jail), "link")
+        os.symlink(self.jail, link)
+        subprocess.run(["usermod", "-d", f"{link}/./home/{self.user}",
+                        self.user], check=True)
+        result = self.rawLogin("jk_chrootsh", ["-c", "scp -t ."], {})
+        self.assertEqual(result.returncode, 21, result.stderr)
+        self.assertIn(f"but it should be {link}", result.stderr)
+
     def test_credentialsFromConnect(self):
         """
         The caller is who connected, whatever the process that sends the
