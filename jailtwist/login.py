@@ -20,6 +20,7 @@ Only the standard library and jailtwist's own light modules are imported:
 this is the start-up path of every login.
 """
 
+import _thread
 import errno
 import grp
 import os
@@ -72,6 +73,12 @@ class Refused(JailtwistError):
         self.ident = ident
 
 
+# The tag syslog.openlog set last (it is one per process), and a lock for
+# the login service, which logs for several programs from several threads.
+_openedAs = [None]
+_logLock = _thread.allocate_lock()
+
+
 class AuthLog:
     """
     jailkit's logging: LOG_AUTH, C{LOG_PID}, one tag per program.
@@ -80,16 +87,14 @@ class AuthLog:
     def __init__(self, ident, facility=syslog.LOG_AUTH):
         self.ident = ident
         self.facility = facility
-        self._current = None
-
-    def _use(self, ident):
-        if ident != self._current:
-            syslog.openlog(ident, syslog.LOG_PID, self.facility)
-            self._current = ident
 
     def log(self, priority, message, ident=None):
-        self._use(ident or self.ident)
-        syslog.syslog(priority, message)
+        tag = (ident or self.ident, self.facility)
+        with _logLock:
+            if tag != _openedAs[0]:
+                syslog.openlog(tag[0], syslog.LOG_PID, tag[1])
+                _openedAs[0] = tag
+            syslog.syslog(priority, message)
 
     def info(self, message, ident=None):
         self.log(syslog.LOG_INFO, message, ident)

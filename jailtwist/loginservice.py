@@ -266,18 +266,30 @@ class LoginProtocol(Protocol):
             raise loginwire.ProtocolError(
                 "a terminal as stdout or stderr needs one as stdin too (the "
                 "program gets a pty of its own)")
-        try:
-            plan = self.factory.plan(request, self.peer)
-        except (Refused, LshRefusal) as e:
+        # The checks read files and ask the name service: in a thread, so
+        # a slow one does not hold up the reactor.
+        d = self.factory.planInThread(request, self.peer)
+        d.addCallbacks(self._planned, self._planFailed)
+        d.addErrback(lambda f: self.log.failure("login of uid {uid} failed",
+                                                f, uid=self.peer.uid))
+
+    def _planFailed(self, failure):
+        e = failure.value
+        if isinstance(e, (Refused, LshRefusal)):
             ident = "jk_lsh" if isinstance(e, LshRefusal) else \
                 getattr(e, "ident", None)
-            self.factory.authLog(request.program).error(e.logMessage, ident)
+            self.factory.authLog(self.request.program).error(e.logMessage,
+                                                             ident)
             self.refuse(e.exitCode, e.logMessage)
             return
-        except Exception:
-            self.log.failure("planning a login for uid {uid} failed",
-                             uid=self.peer.uid)
-            self.refuse(1, "the login service failed (see its log)")
+        self.log.failure("planning a login for uid {uid} failed", failure,
+                         uid=self.peer.uid)
+        self.refuse(1, "the login service failed (see its log)")
+
+    def _planned(self, plan):
+        if self.finished:
+            # The caller went away meanwhile.
+            os.close(plan.jailFd)
             return
         try:
             self._start(plan)
@@ -553,6 +565,17 @@ class LoginFactory(Factory):
                                log, caller=peer, **extra)
         plan, _ = planProcmail(argv, request.environment, log, caller=peer)
         return plan
+
+    def planInThread(self, request, peer):
+        """
+        L{plan} in the reactor's thread pool.
+
+        @return: a L{Deferred} firing with the plan.
+        """
+        from twisted.internet import threads
+        return threads.deferToThreadPool(
+            self.reactor, self.reactor.getThreadPool(), self.plan, request,
+            peer)
 
     def spawn(self, processProtocol, childFDs):
         """

@@ -328,10 +328,7 @@ class ServiceProtocolTests(TestCase):
         self.addCleanup(sock.close)
         yield threads.deferToThread(sock.connect, self.path)
         sock.sendall(b"\x00\x00\x01")   # part of a length, then nothing
-        d = Deferred()
-        reactor.callLater(0.2, d.callback, None)
-        yield d
-        self.assertEqual(len(self.factory._pending), 1)
+        yield _until(lambda: len(self.factory._pending) == 1)
         self.clock.advance(loginservice_timeout())
         sock.settimeout(10)
         data = yield threads.deferToThread(sock.recv, 4096)
@@ -363,6 +360,52 @@ class ServiceProtocolTests(TestCase):
         yield self.assertRefusal(None, "too many logins are starting")
 
 
+    @inlineCallbacks
+    def test_planningDoesNotBlock(self):
+        """
+        The checks before a login run in a thread: while one hangs (a slow
+        name service), other callers are answered; a plan finished for a
+        caller that went away is dropped and its jail descriptor closed.
+        """
+        import threading
+        from jailtwist.login import LoginPlan, Refused
+        entered, release = threading.Event(), threading.Event()
+        planned = []
+
+        def slowPlan(request, peer):
+            entered.set()
+            release.wait(30)
+            fd = os.open("/", os.O_PATH)
+            planned.append((fd, os.fstat(fd)))
+            if len(planned) == 1:
+                raise Refused("abort, slow but refused", 13)
+            return LoginPlan(None, fd, "/", "/bin/true", ["true"], {})
+        self.factory.plan = slowPlan
+        null = os.open("/dev/null", os.O_RDWR)
+        self.addCleanup(os.close, null)
+        first = self.exchange(self.request(), fds=(null, null, null))
+        yield threads.deferToThread(entered.wait, 30)
+        yield self.assertRefusal(b"\x00\x00\x00\x01Z", "malformed")
+        release.set()
+        code, message = _result((yield first))
+        self.assertEqual((code, message), (13, "abort, slow but refused"))
+        # A second caller leaves before its plan is ready.
+        entered.clear()
+        release.clear()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        yield threads.deferToThread(sock.connect, self.path)
+        sock.sendmsg([self.request()], [(socket.SOL_SOCKET,
+                                         socket.SCM_RIGHTS,
+                                         array.array("i", [null] * 3))])
+        yield threads.deferToThread(entered.wait, 30)
+        sock.close()
+        yield _until(lambda: not self.factory._perUid)
+        release.set()
+        yield _until(lambda: len(planned) == 2)
+        fd, opened = planned[1]
+        # Dropped in the reactor thread right after the plan is handed over.
+        yield _until(lambda: _notOpen(fd, opened))
+
     def test_spawnWithoutFork(self):
         """
         The program is started by C{posix_spawn} (no fork, so no Python
@@ -389,6 +432,36 @@ class ServiceProtocolTests(TestCase):
             self.assertEqual(code, 1)
             self.assertIn(b"cannot read the plan", b"".join(output))
         return ended.addCallback(check)
+
+
+def _notOpen(fd, opened):
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return True
+    return (st.st_dev, st.st_ino) != (opened.st_dev, opened.st_ino)
+
+
+def _until(predicate, timeout=20.0):
+    """
+    A Deferred that fires once C{predicate()} holds (polled on the
+    reactor, for work done in other threads); fails after C{timeout}.
+    """
+    from twisted.internet.task import LoopingCall
+    from twisted.python.failure import Failure
+    started = reactor.seconds()
+    done = Deferred()
+
+    def check():
+        if predicate():
+            loop.stop()
+        elif reactor.seconds() - started > timeout:
+            loop.stop()
+            done.errback(Failure(AssertionError("condition never held")))
+    loop = LoopingCall(check)
+    loop.start(0.01).addCallback(
+        lambda _: None if done.called else done.callback(None))
+    return done
 
 
 def loginservice_timeout():
