@@ -186,6 +186,8 @@ run_tests() {
     install_package
     apt_install $TEST_PACKAGES
     fetch_apparmor4
+    # Property tests (fuzzing the login service's request protocol).
+    "$VENV/bin/pip" install -q --disable-pip-version-check hypothesis
     # Run the suite against the installed package: trial runs from a scratch
     # directory that holds only the tests, so the source tree is not importable.
     work=$(mktemp -d /var/tmp/jailtwist-trial.XXXXXX)

@@ -14,7 +14,8 @@ Commands (all defined here, so a client needs only this module):
     registered; admins and event readers.
   - L{Subscribe}: from now on the server sends L{Event} boxes to this
     connection (probe planted, fired, command finished, probe lost, jail
-    gone, and whatever later services publish).
+    gone, logins through the login service and their refusals, and
+    whatever later services publish).
 
 Who the peer is comes from the kernel (C{SO_PEERCRED}, C{SO_PEERGROUPS}),
 never from anything the peer says.  A peer on a transport without
@@ -40,6 +41,8 @@ from twisted.protocols import amp
 
 import jailtwist
 from jailtwist.errors import JailtwistError
+# Shared with the login commands, which cannot import this module.
+from jailtwist.loginwire import endpointPath  # noqa: F401
 
 DEFAULT_IPC = "unix:/var/run/jaildaemon.pipe:mode=600"
 DEFAULT_IPC_PATH = "/var/run/jaildaemon.pipe"
@@ -646,33 +649,6 @@ def ipcEndpoint(value):
         return value
     escaped = value.replace("\\", "\\\\").replace(":", "\\:")
     return f"unix:{escaped}:mode=600"
-
-
-def endpointPath(description):
-    """
-    @return: the socket path of a C{unix:} server or client endpoint
-        description, or C{None} for any other kind.
-    """
-    if not description.startswith("unix:"):
-        return None
-    rest = description[len("unix:"):]
-    path, escaped = [], False
-    for char in rest:
-        if escaped:
-            path.append(char)
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == ":":
-            break
-        else:
-            path.append(char)
-    value = "".join(path)
-    if value.startswith("address="):
-        value = value[len("address="):]
-    elif value.startswith("path="):
-        value = value[len("path="):]
-    return value
 
 
 def clientEndpointDescription(description):

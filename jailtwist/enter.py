@@ -19,6 +19,11 @@ Entry points
     kernel refuses an unprivileged user namespace, L{UserNamespaceRefused}
     says why in one line and names the setting to change.
 
+  - L{enterForAccount}C{(jail, home, uid, gid, groups)} -- the root login
+    service (for logins where no user namespace can be made), in the fresh
+    process it spawns: chroot, empty bounding set, the account's ids and
+    groups, no capabilities, no_new_privs, then chdir as the account.
+
   - L{pinProcess}C{(pid)} / L{joinJail}C{(process, ...)} -- probes
     (jaildaemon).  Join a running jail given by any process in it: the
     process is pinned by a pidfd so a reused pid never attaches to the wrong
@@ -961,6 +966,49 @@ def enterAsUser(jail, home="/", namespaces=(), uid=None, gid=None):
     limitCapabilities(())
     # Only now, without the namespace's capabilities: CAP_DAC_OVERRIDE
     # there would let the account into a home its mode shuts it out of.
+    try:
+        os.chdir(home)
+    except OSError as e:
+        raise EnterError("chdir", f"chdir({home}) failed inside the jail: "
+                                  f"{e.strerror}", e.errno) from None
+
+
+def enterForAccount(jail, home, uid, gid, groups=(), namespaces=()):
+    """
+    The root login service's entry (in a fresh process it spawned, about to
+    exec): optional extra namespaces, chroot into C{jail}, an empty
+    capability bounding set, C{uid}/C{gid} with exactly C{groups}, no
+    capability left, C{PR_SET_NO_NEW_PRIVS}; only then, as the account,
+    chdir to C{home} (so the home's permissions apply as they do for a
+    login through a user namespace).
+
+    @param jail: an open directory descriptor (or path) of the checked jail.
+    @raise EnterError: naming the step that failed; C{JailtwistError} if
+        not root or asked to stay root.
+    """
+    if os.geteuid() != 0:
+        raise JailtwistError("enterForAccount needs root")
+    if uid == 0 or gid == 0 or 0 in groups:
+        raise JailtwistError("the login service never runs a program as "
+                             "root or with group 0")
+    flags = _namespaceFlags(namespaces, ("net", "ipc", "uts"))
+    if flags:
+        try:
+            unshare(flags)
+        except OSError as e:
+            raise EnterError("unshare", f"unshare failed: {e.strerror}",
+                             e.errno) from None
+        if flags & CLONE_NEWNET:
+            try:
+                loopbackUp()
+            except OSError as e:
+                raise EnterError("network", f"cannot bring lo up: "
+                                 f"{e.strerror}", e.errno) from None
+    confine(Confinement(root=jail, cwd="/", uid=uid, gid=gid, groups=groups,
+                        capabilities=(), noNewPrivs=True))
+    if any(getCapabilities()) or os.getresuid() != (uid, uid, uid):
+        raise EnterError("capabilities", "capabilities or ids survived the "
+                                         "switch to the account")
     try:
         os.chdir(home)
     except OSError as e:

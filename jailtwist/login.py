@@ -20,6 +20,7 @@ Only the standard library and jailtwist's own light modules are imported:
 this is the start-up path of every login.
 """
 
+import _thread
 import errno
 import grp
 import os
@@ -72,6 +73,12 @@ class Refused(JailtwistError):
         self.ident = ident
 
 
+# The tag syslog.openlog set last (it is one per process), and a lock for
+# the login service, which logs for several programs from several threads.
+_openedAs = [None]
+_logLock = _thread.allocate_lock()
+
+
 class AuthLog:
     """
     jailkit's logging: LOG_AUTH, C{LOG_PID}, one tag per program.
@@ -80,16 +87,14 @@ class AuthLog:
     def __init__(self, ident, facility=syslog.LOG_AUTH):
         self.ident = ident
         self.facility = facility
-        self._current = None
-
-    def _use(self, ident):
-        if ident != self._current:
-            syslog.openlog(ident, syslog.LOG_PID, self.facility)
-            self._current = ident
 
     def log(self, priority, message, ident=None):
-        self._use(ident or self.ident)
-        syslog.syslog(priority, message)
+        tag = (ident or self.ident, self.facility)
+        with _logLock:
+            if tag != _openedAs[0]:
+                syslog.openlog(tag[0], syslog.LOG_PID, tag[1])
+                _openedAs[0] = tag
+            syslog.syslog(priority, message)
 
     def info(self, message, ident=None):
         self.log(syslog.LOG_INFO, message, ident)
@@ -232,15 +237,18 @@ class Account:
     @ivar name: the user name.
     @ivar uid: the user id (the real uid of this process).
     @ivar gid: the primary group id from passwd.
-    @ivar group: the name of the group of this process's gid.
+    @ivar runGid: the gid the login runs with (this process's, or the
+        login service's caller's).
+    @ivar group: the name of the group of C{runGid}.
     @ivar home: the home directory from passwd (C{/JAIL/./HOME}).
     @ivar shell: the shell from passwd.
     """
 
-    def __init__(self, name, uid, gid, group, home, shell):
+    def __init__(self, name, uid, gid, group, home, shell, runGid=None):
         self.name = name
         self.uid = uid
         self.gid = gid
+        self.runGid = os.getgid() if runGid is None else runGid
         self.group = group
         self.home = home
         self.shell = shell
@@ -274,27 +282,43 @@ def lookupAccount(environ, uid=None, gid=None, byName=True):
         raise Refused(f"abort, failed to get group information for group "
                       f"ID {gid}, check /etc/group", 13)
     return Account(entry.pw_name, uid, entry.pw_gid, group, entry.pw_dir,
-                   entry.pw_shell)
+                   entry.pw_shell, gid)
 
 
-def refuseRoot(program):
+def refuseRoot(program, uid=None):
     """
     jailkit's rule: root does not log in through a jail shell.
 
+    @param uid: the caller's uid (this process's by default).
     @raise Refused: exit 12.
     """
-    if os.getuid() == 0:
+    if (os.getuid() if uid is None else uid) == 0:
         raise Refused(f"abort, {program} is run by root, which does not make "
                       f"sense because user root can break out of a jail "
                       f"anyway", 12)
 
 
+def refuseUnjailed(account):
+    """
+    The login service's rule: a C{jk_chrootsh} login is for accounts whose
+    host shell is C{jk_chrootsh} (any other account could otherwise get a
+    jailed session it never logs in with).
+
+    @raise Refused: exit 13.
+    """
+    if os.path.basename(account.shell) != "jk_chrootsh":
+        raise Refused(f"abort, the shell of user {account.name} "
+                      f"({account.uid}) is {printable(account.shell)!r}, not "
+                      f"jk_chrootsh: the login service serves only jailed "
+                      f"accounts", 13)
+
+
 def checkGroup(account):
     """
-    @raise Refused: exit 15 if the process runs with another gid than the
+    @raise Refused: exit 15 if the login runs with another gid than the
         passwd entry's.
     """
-    gid = os.getgid()
+    gid = account.runGid
     if account.gid != gid:
         raise Refused(f"abort, the group ID from /etc/passwd "
                       f"({account.gid}) does not match the group ID we run "
@@ -328,17 +352,22 @@ def _dirsEqual(a, b):
     return a.rstrip("/") == b.rstrip("/") if a and b else a == b
 
 
-def openJail(path):
+def openJail(path, caller=None):
     """
     Change to the jail directory and check that the kernel's idea of where
     we are is the jail as named: a jail path with a symlink in it, or a
     C{/./} in the jail part, is refused (jailkit's C{getcwd} check).
 
+    @param caller: for the login service (which must not change its own
+        working directory): the directory is opened instead, and the
+        kernel's name for the open directory is checked.
     @return: a L{Jail} and an C{O_PATH} descriptor of its directory (opened
         relative to the checked working directory, so it is the directory
         checked).
     @raise Refused: exit 19 or 21.
     """
+    if caller is not None:
+        return _openJailFd(path)
     try:
         os.chdir(path)
     except OSError as e:
@@ -354,6 +383,27 @@ def openJail(path):
     jail = Jail(cwd)
     fd = os.open(".", _DIRECTORY)
     return jail, fd
+
+
+def _openJailFd(path):
+    """
+    L{openJail} without a C{chdir}: open the directory (following symlinks
+    as C{chdir} would) and compare the kernel's path of what was opened.
+    """
+    try:
+        fd = os.open(path, _DIRECTORY & ~os.O_NOFOLLOW)
+    except OSError as e:
+        raise Refused(f"abort, chdir({path}) failed: {e.strerror}, check the "
+                      f"permissions for {path}", 19)
+    try:
+        real = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        real = "(unknown)"
+    if not path.startswith("/") or not _dirsEqual(real, path):
+        os.close(fd)
+        raise Refused(f"abort, the current dir is {real} after chdir({path}),"
+                      f" but it should be {path}", 21)
+    return Jail(real), fd
 
 
 def checkJail(jail, jailFd, message=None):
@@ -487,10 +537,10 @@ def checkHome(jailFd, jailPath, inner, account, relax):
         if st.st_uid != account.uid and "owner" not in relax:
             raise Refused(f"abort, path {full} is not owned by "
                           f"{account.uid}", 53)
-        if st.st_gid != os.getgid() and "group" not in relax:
+        if st.st_gid != account.runGid and "group" not in relax:
             raise Refused(f"abort, path {full} does not have group owner "
-                          f"{os.getgid()}, set option 'relax_home_group' to "
-                          f"relax this check", 53)
+                          f"{account.runGid}, set option 'relax_home_group' "
+                          f"to relax this check", 53)
         if st.st_mode & stat.S_IWGRP and "group_permissions" not in relax:
             raise Refused(f"abort, path {full} is group writable, set option "
                           f"'relax_home_group_permissions' to relax this "
@@ -557,7 +607,7 @@ def injailAccount(jail, jailFd, account, inner, checkHomeDir=True):
         raise Refused(f"abort, got user information in the jail for user ID "
                       f"{entry.uid} instead of user ID {account.uid}, check "
                       f"{where}/etc/passwd", 35)
-    gid = os.getgid()
+    gid = account.runGid
     try:
         groups = parseGroup(decodeText(
             readTrusted(jailFd, "etc/group"), f"{where}/etc/group"))
@@ -760,19 +810,26 @@ def lshPolicyFor(jail, jailFd, user, group):
     return LshPolicy.fromText(text, user, group, configPath)
 
 
-def planChrootsh(argv, environ, log, configDirectory=CONFIG_DIRECTORY):
+def planChrootsh(argv, environ, log, configDirectory=CONFIG_DIRECTORY,
+                 caller=None):
     """
     Everything C{jk_chrootsh} does before entering the jail.
 
     @param argv: the whole argument vector (C{argv[0]} included).
     @param environ: the environment it was started with.
     @param log: an L{AuthLog} tagged C{jk_chrootsh}.
+    @param caller: for the login service, the peer's credentials (C{uid},
+        C{gid}) to plan for instead of this process's; then C{$USER} is
+        ignored and the account's shell must be C{jk_chrootsh}.
     @rtype: L{LoginPlan}
     @raise Refused: with jailkit's exit status and log text.
     @raise LshRefusal: when jk_lsh's policy refuses the command.
     """
-    refuseRoot("jk_chrootsh")
-    account = lookupAccount(environ)
+    uid, gid = (None, None) if caller is None else (caller.uid, caller.gid)
+    refuseRoot("jk_chrootsh", uid)
+    account = lookupAccount(environ, uid, gid, byName=caller is None)
+    if caller is not None:
+        refuseUnjailed(account)
     checkConfigDirectory(configDirectory)
     ini = readConfig(configDirectory + "/jk_chrootsh.ini")
     section = chooseSection(ini, account)
@@ -780,14 +837,16 @@ def planChrootsh(argv, environ, log, configDirectory=CONFIG_DIRECTORY):
     jailPath, inner = splitHome(account)
     settings = ChrootshSettings(section, ini, jailPath)
     env = keepEnvironment(environ, settings.env)
-    jail, jailFd = openJail(jailPath)
+    jail, jailFd = openJail(jailPath, caller)
     try:
         checkJail(jail, jailFd)
         checkHome(jailFd, jailPath, inner, account, settings.relax)
         entry = None
         if not settings.skipInjailPasswdCheck:
             entry = injailAccount(jail, jailFd, account, inner)
-        checkHomeSearchable(jailFd, jailPath, inner)
+        if caller is None:
+            # The service changes to the home after becoming the account.
+            checkHomeSearchable(jailFd, jailPath, inner)
         shell = settings.injailShell or (entry.shell if entry else "")
         if not shell.startswith("/") and not isLsh(shell):
             # execve would look it up in the home, which the account fills.
@@ -845,15 +904,17 @@ def _lshPlan(jail, jailFd, account, inner, shell, argv, env, log):
 
 
 def planUchroot(jailPath, executable, args, environ, log,
-                configDirectory=CONFIG_DIRECTORY):
+                configDirectory=CONFIG_DIRECTORY, caller=None):
     """
     Everything C{jk_uchroot} does before entering the jail.
 
+    @param caller: as for L{planChrootsh}.
     @rtype: L{LoginPlan}
     @raise Refused: with jailkit's exit status and log text.
     """
-    refuseRoot("jk_uchroot")
-    account = lookupAccount(environ)
+    uid, gid = (None, None) if caller is None else (caller.uid, caller.gid)
+    refuseRoot("jk_uchroot", uid)
+    account = lookupAccount(environ, uid, gid, byName=caller is None)
     checkConfigDirectory(configDirectory)
     configPath = configDirectory + "/jk_uchroot.ini"
     ini = readConfig(configPath, exitCode=1)
@@ -869,12 +930,13 @@ def planUchroot(jailPath, executable, args, environ, log,
     if not allowed:
         raise Refused(f"abort, no relevant section for user {account.name} "
                       f"({account.uid}) or group {account.group} "
-                      f"({os.getgid()}) or DEFAULT found in {configPath}", 1)
+                      f"({account.runGid}) or DEFAULT found in {configPath}",
+                      1)
     if not any(_dirsEqual(jailPath, j) for j in allowed):
         raise Refused(f"abort, user {account.name} ({account.uid}) is not "
                       f"allowed in jail {jailPath}", 21)
     namespaces = namespacesFor(ini, section, jailPath.rstrip("/"), 1)
-    jail, jailFd = openJail(jailPath)
+    jail, jailFd = openJail(jailPath, caller)
     try:
         checkJail(jail, jailFd,
                   f"abort, jail {jailPath} is not safe, check ownership and "
@@ -900,48 +962,95 @@ def planUchroot(jailPath, executable, args, environ, log,
             os.close(jailFd)
 
 
+class UchrootUsage(Refused):
+    """
+    A C{jk_uchroot} command line that cannot be used (exit 1); C{usage}
+    says whether the usage text should follow the message.
+    """
+
+
+def parseUchrootArguments(argv):
+    """
+    C{jk_uchroot}'s options (C{argv} without C{argv[0]}).
+
+    @return: C{(jail, executable, args)}, or C{None} for C{--help}.
+    @raise UchrootUsage: for a command line that cannot be used.
+    """
+    # getopt imports gettext and re: only jk_uchroot needs it.
+    import getopt
+    try:
+        options, args = getopt.gnu_getopt(
+            argv, "j:x:hv", ["jail=", "executable=", "help", "version"])
+    except getopt.GetoptError as e:
+        raise UchrootUsage(f"ERROR: {e}", 1)
+    jail = executable = None
+    for option, value in options:
+        if option in ("-j", "--jail"):
+            jail = value
+        elif option in ("-x", "--executable"):
+            executable = value
+        elif option in ("-h", "--help", "--version"):
+            return None
+    if not jail:
+        raise UchrootUsage("ERROR: No jail path specified. Use -j or --jail",
+                           1)
+    if not executable:
+        raise UchrootUsage("ERROR: No executable path specified. Use -x or "
+                           "--executable", 1)
+    return jail, executable, args
+
+
 def _regularInJail(jail, jailFd, path):
     st = statInRoot(jail, path, jailFd)
     return st is not None and stat.S_ISREG(st.st_mode)
 
 
-def planProcmail(argv, environ, log, procmail=PROCMAIL):
+def planProcmail(argv, environ, log, procmail=PROCMAIL, caller=None):
     """
     What C{jk_procmailwrapper} runs: for an account whose home has no
     C{/./}, the host's procmail with the original arguments and
     environment (C{None} is returned for the jail); for a jailed account,
     procmail inside the jail, after jailkit's checks.
 
+    @param caller: as for L{planChrootsh}; an account that is not jailed is
+        then refused (the service runs nothing outside a jail).
     @return: C{(plan, None)} for a jailed account, C{(None, argv)} for one
         that is not jailed.
     @raise Refused: with jailkit's exit status and log text.
     """
+    uid, gid = (os.getuid(), os.getgid()) if caller is None \
+        else (caller.uid, caller.gid)
     try:
-        entry = pwd.getpwuid(os.getuid())
+        entry = pwd.getpwuid(uid)
     except KeyError:
         entry = None
     if entry is not None and "/./" not in entry.pw_dir:
+        if caller is not None:
+            raise Refused(f"abort, user {entry.pw_name} ({uid}) is not a "
+                          f"jailed account (no /./ in its home): the login "
+                          f"service serves only jailed accounts", 17)
         return None, [procmail] + list(argv[1:])
-    if os.getuid() == 0:
+    if uid == 0:
         raise Refused("abort, jk_procmailwrapper is not setuid root, or is "
                       "run by root", 11)
     try:
-        group = grp.getgrgid(os.getgid()).gr_name
+        group = grp.getgrgid(gid).gr_name
     except KeyError:
         group = None
     if entry is None or group is None:
         raise Refused(f"abort, failed to get user or group information for "
-                      f"{os.getuid()}:{os.getgid()}", 13)
+                      f"{uid}:{gid}", 13)
     account = Account(entry.pw_name, entry.pw_uid, entry.pw_gid, group,
-                      entry.pw_dir, entry.pw_shell)
+                      entry.pw_dir, entry.pw_shell, gid)
     checkGroup(account)
     jailPath, inner = splitHome(account)
-    jail, jailFd = openJail(jailPath)
+    jail, jailFd = openJail(jailPath, caller)
     try:
         checkJail(jail, jailFd)
         checkHome(jailFd, jailPath, inner, account, set())
         injailAccount(jail, jailFd, account, inner)
-        checkHomeSearchable(jailFd, jailPath, inner)
+        if caller is None:
+            checkHomeSearchable(jailFd, jailPath, inner)
 
         def program(walked, st):
             if not stat.S_ISREG(st.st_mode) or st.st_uid != 0 or \
@@ -958,7 +1067,7 @@ def planProcmail(argv, environ, log, procmail=PROCMAIL):
             jail, jailFd, inner, procmail, [procmail] + list(argv[1:]),
             {"HOME": inner, "USER": account.name},
             execFailure=(111, [f"WARNING: could not execute {procmail} for "
-                               f"user {account.uid}:{os.getgid()}"]))
+                               f"user {account.uid}:{gid}"]))
         jailFd = None
         return plan, None
     finally:
@@ -974,6 +1083,13 @@ ENTER_EXIT_CODES = {"chroot": 33, "unshare": 33, "network": 33,
                     "chdir": 41}
 
 
+class NamespaceUnavailable(Refused):
+    """
+    The kernel refused the user namespace a login enters its jail with
+    (the login commands then ask the root login service).
+    """
+
+
 def execute(plan, log):
     """
     Enter the jail of C{plan} and execute its program; returns only by
@@ -981,7 +1097,7 @@ def execute(plan, log):
 
     @raise Refused: the step that failed, with jailkit's exit status.
     """
-    from jailtwist.enter import EnterError, enterAsUser
+    from jailtwist.enter import EnterError, UserNamespaceRefused, enterAsUser
     if plan.umask is not None:
         os.umask(plan.umask)
     # Entering makes the process dumpable for a moment (to write its user
@@ -1003,6 +1119,10 @@ def execute(plan, log):
             raise Refused(f"abort, the process was traced by process "
                           f"{after} while it entered the jail "
                           f"{plan.jail.location}", TRACED)
+    except UserNamespaceRefused as e:
+        raise NamespaceUnavailable(
+            f"abort, entering the jail {plan.jail.location} failed: {e}",
+            ENTER_EXIT_CODES["unshare"])
     except EnterError as e:
         code = ENTER_EXIT_CODES.get(e.step, 33)
         if e.step == "chdir":

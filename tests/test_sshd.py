@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -75,7 +76,8 @@ LogLevel VERBOSE
         self.log = open(f"{d}/sshd.log", "w")
         self.process = subprocess.Popen(
             withDevLog(testCase, syslog,
-                       [SSHD, "-D", "-e", "-f", f"{d}/sshd_config"]),
+                       list(getattr(testCase, "sshdWrapper", ()))
+                       + [SSHD, "-D", "-e", "-f", f"{d}/sshd_config"]),
             stdout=self.log, stderr=subprocess.STDOUT)
         testCase.addCleanup(self.stop)
         harness.waitFor(self._listening, what="sshd listening")
@@ -402,3 +404,183 @@ class BypassTests(WalkthroughTestCase):
             # PATH, PWD and SHLVL are busybox sh's own.
             ["HOME", "PATH", "PWD", "SHELL", "SHLVL", "USER", "USERNAME"],
             result.stdout)
+
+
+# -- where no user namespace can be made: the root login service --------------
+
+MAX_USER_NAMESPACES = "/proc/sys/user/max_user_namespaces"
+
+
+def sysctlWritable(path=MAX_USER_NAMESPACES):
+    try:
+        os.close(os.open(path, os.O_WRONLY))
+    except OSError:
+        return False
+    return True
+
+
+def forbidUserNamespaces(testCase):
+    """
+    Set the machine's C{user.max_user_namespaces} to 0 for this test only;
+    it is put back when the test ends, passed or failed.  (Machine-wide:
+    this is the last step of the set-up, to keep the window short, and
+    trial runs the tests one after the other.)
+    """
+    with open(MAX_USER_NAMESPACES) as f:
+        old = f.read().strip()
+
+    def restore():
+        with open(MAX_USER_NAMESPACES, "w") as f:
+            f.write(old)
+    testCase.addCleanup(restore)
+    with open(MAX_USER_NAMESPACES, "w") as f:
+        f.write("0")
+
+
+class ServiceMixin:
+    """
+    The walkthrough with C{user.max_user_namespaces=0} and the suite
+    (C{twistd jailtwist}) running: every login goes through its login
+    service.
+
+    Where the machine-wide sysctl cannot be written (a container whose
+    /proc/sys/user is read-only even for root, like this project's test
+    machine), sshd runs in a user namespace of its own that maps every id
+    to itself and whose C{user.max_user_namespaces} is 0
+    (C{tests/nouserns.py}): the logins under it meet exactly the refusal
+    of a hardened host, and the service still sees their real uids.
+    """
+
+    def setUp(self):
+        from tests.test_loginservice import NOUSERNS, WITH_PTYS, startSuite
+        realSysctl = sysctlWritable()
+        self.sshdWrapper = list(WITH_PTYS)
+        if not realSysctl:
+            self.sshdWrapper += [sys.executable, NOUSERNS]
+        super().setUp()
+        self.suite = startSuite(self, self.syslog)
+        if realSysctl:
+            forbidUserNamespaces(self)
+
+
+class ServiceTransferTests(ServiceMixin, TransferTests):
+
+    def test_walkthrough(self):
+        TransferTests.test_walkthrough(self)
+        self.assertLogged("login service: user jtssh1")
+        self.assertLogged("login service: user jtssh2")
+        self.assertLogged("user.max_user_namespaces=0 forbids them")
+
+
+class ServiceRefusalTests(ServiceMixin, RefusalTests):
+    pass
+
+
+class ServiceBypassTests(ServiceMixin, BypassTests):
+    pass
+
+
+class ServicePtyTests(ServiceMixin, WalkthroughTestCase):
+    """
+    An interactive C{ssh -t} session in a jail through the login service:
+    a pty, window size changes, the exit status, and a hangup when the
+    connection drops.
+    """
+
+    def setUp(self):
+        super().setUp()
+        path = os.path.join(self.jail, "etc/passwd")
+        with open(path) as f:
+            text = f.read()
+        with open(path, "w") as f:
+            f.write(text.replace("/home/jtssh2:/usr/sbin/jk_lsh",
+                                 "/home/jtssh2:/usr/bin/sh"))
+        os.symlink("busybox", os.path.join(self.jail, "usr/bin/sh"))
+
+    def session(self, command, rows=24, columns=80):
+        import fcntl
+        import termios
+        master, slave = os.openpty()
+        self.addCleanup(os.close, master)
+        _setSize(master, rows, columns)
+
+        def controllingTerminal():
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+        process = subprocess.Popen(
+            ["ssh", "-t", "-p", str(self.sshd.port)] + self.sshd.options()
+            + ["jtssh2@127.0.0.1", command], stdin=slave, stdout=slave,
+            stderr=slave, start_new_session=True,
+            preexec_fn=controllingTerminal)
+        os.close(slave)
+        self.addCleanup(process.wait)
+        self.addCleanup(_kill, process)
+        return process, master
+
+    def test_interactive(self):
+        process, master = self.session(
+            '[ -t 0 ] && echo ON-A-TTY; stty size; '
+            'while read x; do stty size; [ "$x" = q ] && exit 5; done')
+        output = _readUntil(master, "24 80")
+        self.assertIn("ON-A-TTY", output)
+        _setSize(master, 30, 100)
+        # Each line makes the shell print the size it sees; the new size
+        # travels ssh, sshd, jk_chrootsh and the service, so it may take a
+        # few lines to arrive.
+        sizes = []
+        for _ in range(20):
+            os.write(master, b"x\r")
+            output = _readUntil(master, "\n", after="x\r\n")
+            sizes.append(output.split("x\r\n", 1)[1].split()[0:2])
+            if sizes[-1] == ["30", "100"]:
+                break
+        self.assertEqual(sizes[-1], ["30", "100"], sizes)
+        os.write(master, b"q\r")
+        self.assertEqual(process.wait(30), 5)
+        self.assertLogged("login service: user jtssh2")
+        self.assertLogged("on a pty")
+
+    def test_hangup(self):
+        process, master = self.session("echo PID $$; exec busybox sleep 600")
+        output = _readUntil(master, "\n", after="PID ")
+        pid = int(output.split("PID ")[1].split()[0])
+        self.assertTrue(os.path.exists(f"/proc/{pid}"))
+        process.kill()
+        harness.waitFor(lambda: not os.path.exists(f"/proc/{pid}"),
+                        what="the jailed shell to be hung up")
+
+
+def _setSize(fd, rows, columns):
+    import fcntl
+    import struct
+    import termios
+    fcntl.ioctl(fd, termios.TIOCSWINSZ,
+                struct.pack("HHHH", rows, columns, 0, 0))
+
+
+def _kill(process):
+    if process.poll() is None:
+        process.kill()
+
+
+def _readUntil(fd, text, timeout=20.0, after=""):
+    """
+    Read from the pty master C{fd} until C{text} has come (after
+    C{after}, if given).
+    """
+    import select
+    import time
+    deadline = time.monotonic() + timeout
+    data = ""
+    while True:
+        tail = data.split(after, 1)[1] if after and after in data else \
+            (None if after else data)
+        if tail is not None and text in tail:
+            return data
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            raise AssertionError(f"no {text!r} within {timeout}s: {data!r}")
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            raise AssertionError(f"pty closed before {text!r}: {data!r}")
+        data += chunk.decode("utf-8", "replace")

@@ -4,8 +4,10 @@ C{twistd jailtwist}: every jailtwist daemon in one process, on one reactor,
 from one config file (C{/etc/jailtwist/jailtwist.ini}): the control channel
 with its event stream, the probe service of C{jaildaemon}, and the
 C{jk_socketd} relays (configured by their own jailkit-format ini file, which
-C{[jk_socketd] config} names).  The relays publish their throttling on the
-control channel's event stream too.
+C{[jk_socketd] config} names), and the root login service for jailed logins
+where no user namespace can be made (C{[login]},
+L{jailtwist.loginservice}).  The relays publish their throttling, the login
+service its logins and refusals, on the control channel's event stream.
 
 Each service keeps its own plugin too (C{twistd jaildaemon},
 C{twistd jk-socketd}); this one only composes them.
@@ -20,8 +22,9 @@ from jailtwist.tap import jaildaemon as jaildaemonTap
 
 DEFAULT_CONFIG = "/etc/jailtwist/jailtwist.ini"
 
-SUITE_SECTIONS = ("control", "probes", "jk_socketd")
+SUITE_SECTIONS = ("control", "probes", "jk_socketd", "login")
 SOCKETD_KEYS = ("enabled", "config", "syslog", "user")
+LOGIN_KEYS = ("enabled", "endpoint")
 
 
 class Options(usage.Options):
@@ -31,12 +34,19 @@ class Options(usage.Options):
 
     synopsis = "[--config FILE]"
     longdesc = (
-        "Run the jailtwist control channel, the jaildaemon probe service and "
-        "the jk_socketd relays together in this process, as the [control], "
-        "[probes] and [jk_socketd] sections of the config file say.")
+        "Run the jailtwist control channel, the jaildaemon probe service, "
+        "the jk_socketd relays and the login service together in this "
+        "process, as the [control], [probes], [jk_socketd] and [login] "
+        "sections of the config file say.")
 
     optParameters = [
         ["config", "c", DEFAULT_CONFIG, "the suite's ini file"],
+        ["login", None, None,
+         "the login service's endpoint (overrides [login] endpoint), e.g. "
+         "unix:/run/jailtwist/login.sock:mode=0666"],
+    ]
+    optFlags = [
+        ["no-login", None, "do not run the login service"],
     ]
 
     def postOptions(self):
@@ -49,6 +59,8 @@ class Options(usage.Options):
                         f"(expected {', '.join(SUITE_SECTIONS)})")
             self["settings"] = jaildaemonTap.settingsFrom({}, ini)
             self["socketd"] = _socketdOptions(ini.section("jk_socketd"))
+            self["loginEndpoint"] = _loginEndpoint(
+                ini.section("login"), self["login"], self["no-login"])
         except JailtwistError as e:
             raise usage.UsageError(str(e))
 
@@ -80,6 +92,27 @@ def _socketdOptions(section):
     return options
 
 
+def _loginEndpoint(section, override, disabled):
+    """
+    @return: the login service's endpoint description, or C{None} when it
+        is switched off.
+    """
+    from jailtwist.loginwire import DEFAULT_ENDPOINT
+    if disabled:
+        return None
+    if section is not None:
+        section.checkKeys(LOGIN_KEYS)
+        if not override and not section.getBool("enabled", True):
+            return None
+    endpoint = override or (section.getString("endpoint") if section
+                            else None) or DEFAULT_ENDPOINT
+    if not endpoint.startswith("unix:"):
+        raise JailtwistError(f"the login service needs a unix: endpoint "
+                             f"(the caller's identity is the socket's peer "
+                             f"credentials), not {endpoint!r}")
+    return endpoint
+
+
 def makeService(options, reactor=None):
     """
     @return: a C{MultiService} holding every configured service.
@@ -96,4 +129,12 @@ def makeService(options, reactor=None):
                                      events=events)
         relays.setName("jk_socketd")
         relays.setServiceParent(parent)
+    if options.get("loginEndpoint"):
+        from jailtwist import loginservice
+        try:
+            login = loginservice.makeService(options["loginEndpoint"],
+                                             events, reactor)
+        except JailtwistError as e:
+            raise SystemExit(f"jailtwist: login service: {e}")
+        login.setServiceParent(parent)
     return parent

@@ -16,9 +16,10 @@ from jailtwist import __version__
 from jailtwist.command import runCommand
 from jailtwist.errors import JailtwistError
 from jailtwist.login import (
-    CONFIG_DIRECTORY, AuthLog, Refused, TrustedFileError, closeDescriptors,
-    execute, planChrootsh, planProcmail, planUchroot, protectProcess,
-    readTrusted)
+    CONFIG_DIRECTORY, AuthLog, NamespaceUnavailable, Refused,
+    TrustedFileError, UchrootUsage, closeDescriptors, execute,
+    parseUchrootArguments, planChrootsh, planProcmail, planUchroot,
+    protectProcess, readTrusted)
 from jailtwist.lsh import CONFIG as LSH_CONFIG
 from jailtwist.lsh import LshPolicy, LshRefusal, checkCommandLine
 
@@ -46,7 +47,26 @@ def _chrootsh(argv, log):
     protectProcess()
     closeDescriptors()
     plan = planChrootsh([sys.argv[0]] + list(argv), dict(os.environ), log)
-    execute(plan, log)
+    _enter(plan, log, "jk_chrootsh", argv)
+
+
+def _enter(plan, log, program, argv):
+    """
+    Enter the jail of C{plan} through a user namespace or, when the kernel
+    refuses one, through the root login service (L{jailtwist.loginclient}),
+    which checks everything again for the caller the kernel names.
+    """
+    try:
+        execute(plan, log)
+    except NamespaceUnavailable as e:
+        from jailtwist import loginclient
+        log.info(f"{e.logMessage}; asking the login service")
+        try:
+            status = loginclient.login(program, argv, dict(os.environ),
+                                       reason=e.logMessage)
+        except loginclient.ServiceUnavailable as e:
+            raise Refused(str(e), e.exitCode)
+        raise SystemExit(status)
 
 
 def chrootsh():
@@ -126,36 +146,28 @@ Usage: jk_uchroot -j JAIL -x EXECUTABLE [-- ARGUMENTS...]
 """.format(config=CONFIG_DIRECTORY)
 
 
+_UCHROOT_ERRORS = {
+    "No jail path": "no jail given: use -j JAIL",
+    "No executable path": "no executable given: use -x EXECUTABLE"}
+
+
 def _uchroot(argv, log):
     protectProcess()
-    # getopt imports gettext and re: only jk_uchroot needs it.
-    import getopt
     try:
-        options, args = getopt.gnu_getopt(
-            argv, "j:x:hv", ["jail=", "executable=", "help", "version"])
-    except getopt.GetoptError as e:
-        sys.stdout.write(f"ERROR: {e}\n{_UCHROOT_USAGE}")
-        raise JailtwistError(f"{e} (see 'jk_uchroot --help')", 1)
-    jail = executable = None
-    for option, value in options:
-        if option in ("-j", "--jail"):
-            jail = value
-        elif option in ("-x", "--executable"):
-            executable = value
-        elif option in ("-h", "--help", "--version"):
-            sys.stdout.write(f"jk_uchroot {__version__}\n{_UCHROOT_USAGE}")
-            return 1
-    if not jail:
-        sys.stdout.write("ERROR: No jail path specified. Use -j or --jail\n"
-                         + _UCHROOT_USAGE)
-        raise JailtwistError("no jail given: use -j JAIL", 1)
-    if not executable:
-        sys.stdout.write("ERROR: No executable path specified. Use -x or "
-                         "--executable\n" + _UCHROOT_USAGE)
-        raise JailtwistError("no executable given: use -x EXECUTABLE", 1)
+        parsed = parseUchrootArguments(argv)
+    except UchrootUsage as e:
+        sys.stdout.write(f"{e.logMessage}\n{_UCHROOT_USAGE}")
+        short = next((v for k, v in _UCHROOT_ERRORS.items()
+                      if k in e.logMessage), None)
+        raise JailtwistError(short or f"{e.logMessage[len('ERROR: '):]} "
+                                      f"(see 'jk_uchroot --help')", 1)
+    if parsed is None:
+        sys.stdout.write(f"jk_uchroot {__version__}\n{_UCHROOT_USAGE}")
+        return 1
+    jail, executable, args = parsed
     closeDescriptors()
     plan = planUchroot(jail, executable, args, dict(os.environ), log)
-    execute(plan, log)
+    _enter(plan, log, "jk_uchroot", argv)
 
 
 def uchroot():
@@ -178,7 +190,7 @@ def _procmail(argv, log):
         except OSError as e:
             raise JailtwistError(f"cannot execute {hostArgv[0]}: "
                                  f"{e.strerror}", 1)
-    execute(plan, log)
+    _enter(plan, log, "jk_procmailwrapper", argv)
 
 
 def procmailwrapper():
