@@ -188,6 +188,9 @@ run_tests() {
     fetch_apparmor4
     # Property tests (fuzzing the login service's request protocol).
     "$VENV/bin/pip" install -q --disable-pip-version-check hypothesis
+    # The Ansible collection's tests (ansible-galaxy, ansible-playbook and
+    # ansible-doc next to the venv's Python; 2.17-2.19 run on Python 3.11).
+    "$VENV/bin/pip" install -q --disable-pip-version-check 'ansible-core>=2.17,<2.20'
     # Run the suite against the installed package: trial runs from a scratch
     # directory that holds only the tests, so the source tree is not importable.
     work=$(mktemp -d /var/tmp/jailtwist-trial.XXXXXX)

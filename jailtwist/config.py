@@ -234,10 +234,63 @@ def appendSection(path, name, items):
     @return: C{True} if the section was added.
     """
     path = getattr(path, "path", path)
-    if os.path.exists(path) and name in readIni(path):
+    if hasSection(path, name):
         return False
     lines = [f"\n[{name}]\n"] + [f"{key} = {value}\n"
                                  for key, value in items]
     with open(path, "a", encoding="utf-8") as f:
         f.write("".join(lines))
     return True
+
+
+def hasSection(path, name):
+    """
+    Whether the ini file at C{path} exists and has a section C{[name]}.
+    """
+    path = getattr(path, "path", path)
+    return os.path.exists(path) and name in readIni(path)
+
+
+def replaceSection(text, name, items, path="<string>"):
+    """
+    The ini text C{text} with section C{[name]} holding exactly C{items}:
+    replaced where it is (its comments go with it), or appended.  The
+    other sections and comments are kept as they are.
+
+    @param items: C{(key, value)} pairs; values on one line.
+    @raise ConfigError: if C{text} cannot be parsed, or a name, key or
+        value would not read back as written.
+    """
+    parseIni(text, path)
+    if not name or "]" in name or not name.isprintable():
+        raise ConfigError(path, f"{name!r} cannot be a section name")
+    body = [f"[{name}]\n"]
+    for key, value in items:
+        if not key.isidentifier() or not value.isprintable():
+            raise ConfigError(path, f"{key!r} = {value!r} cannot be written "
+                                    f"on one line", name, key)
+        body.append(f"{key} = {value}\n")
+    lines = text.splitlines(keepends=True)
+    start = end = None
+    for number, line in enumerate(lines):
+        header = line.strip()
+        if header.startswith("[") and header.endswith("]"):
+            if start is not None:
+                end = number
+                break
+            if header[1:-1].strip() == name:
+                start = number
+    if start is None:
+        if text and not text.endswith("\n"):
+            text += "\n"
+        return text + ("\n" if text else "") + "".join(body)
+    if end is None:
+        end = len(lines)
+    # Blank and comment lines at its end belong to what follows.
+    while end > start + 1 and (not lines[end - 1].strip()
+                               or lines[end - 1].lstrip()[0] in "#;"):
+        end -= 1
+    if end < len(lines) and lines[end].strip() and \
+            lines[end].lstrip()[0] == "[":
+        body.append("\n")
+    return "".join(lines[:start] + body + lines[end:])

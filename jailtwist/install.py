@@ -34,7 +34,7 @@ import shutil
 import stat
 import subprocess
 
-from jailtwist.config import Section, appendSection
+from jailtwist.config import Section, appendSection, hasSection
 from jailtwist.elf import ElfResolver, ldSoConfFiles
 from jailtwist.errors import JailtwistError
 from jailtwist.passwd import (AccountFiles, GroupEntry, parseGroup,
@@ -522,6 +522,115 @@ class Installer:
         self._note("mknod", path)
 
 
+class InstallPlan:
+    """
+    What an L{Installer} would add to a jail, found without changing
+    anything (a dry run of C{jk_init}, the check mode of the Ansible
+    collection).  It stands in for the installer L{JailBuilder} or
+    L{jailtwist.bindjail.BindCollector} drive, walks the same host paths,
+    and records each one the jail does not have at the same path (looked
+    up inside the jail, symlinks resolved there, never followed out).
+
+    Use it as a context manager.  The jail need not exist yet.
+
+    @ivar added: jail paths that would be created, in the order met.
+    @ivar missing: L{Missing} things, as an L{Installer} reports them.
+    """
+
+    def __init__(self, jail, resolver=None):
+        self.jail = jail
+        self.resolver = resolver if resolver is not None else ElfResolver()
+        self.missing = []
+        self.added = []
+        self._done = set()
+        self._needLdSoConf = False
+        try:
+            self._root = jail.openRoot()
+        except JailtwistError:
+            self._root = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        if self._root is not None:
+            os.close(self._root)
+            self._root = None
+
+    def exists(self, path):
+        """
+        Whether the jail has something at C{path} (as seen inside it).
+        """
+        if self._root is None:
+            return False
+        try:
+            dirFd, name = self.jail.openParent(path, root=self._root)
+        except OSError:
+            return False
+        try:
+            return _lstatAt(dirFd, name) is not None
+        finally:
+            os.close(dirFd)
+
+    def record(self, path):
+        """
+        Note C{path} as added unless the jail has it.
+        """
+        if path not in self._done:
+            self._done.add(path)
+            if not self.exists(path):
+                self.added.append(path)
+
+    def install(self, path, keepSetuid=False, keepOwner=True,
+                libraries=True):
+        path = _hostPath(path)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            self.missing.append(Missing(path, "does not exist"))
+            return False
+        if path in self._done:
+            return True
+        if path == "/":
+            raise InstallError("refusing to copy the whole host (/) into "
+                               "a jail")
+        kind = stat.S_IFMT(st.st_mode)
+        if kind == stat.S_IFSOCK:
+            self.missing.append(Missing(path, "is a socket; sockets cannot "
+                                              "be copied"))
+            return False
+        self.record(path)
+        if kind == stat.S_IFLNK:
+            target = symlinkTarget(path)
+            if target != "/":
+                self.install(target, keepSetuid, keepOwner, libraries)
+        elif kind == stat.S_IFDIR:
+            for entry in sorted(os.scandir(path), key=lambda e: e.name):
+                if entry.path != self.jail.location:
+                    self.install(entry.path, keepSetuid, keepOwner,
+                                 libraries)
+        elif kind == stat.S_IFREG and libraries and \
+                _mayNeedLibraries(path, st):
+            self.installLibraries(path)
+        return True
+
+    # The installer's own walk of libraries and loader configuration,
+    # through this class's install().
+    installLibraries = Installer.installLibraries
+    finish = Installer.finish
+
+    def makeDirectory(self, path, mode=0o755):
+        self.record(_hostPath(path))
+
+    def makeSymlink(self, path):
+        path = _hostPath(path)
+        self.record(path)
+        return symlinkTarget(path)
+
+
 def refreshLibraryCache(jail):
     """
     Rebuild the jail's C{etc/ld.so.cache} with C{ldconfig -r JAIL} (which
@@ -791,18 +900,26 @@ class JailBuilder:
         jail's C{/dev/log} to.
     @param searchPath: C{$PATH} for bare program names.
     @param hostEtc: where the host's C{passwd} and C{group} are.
+    @param plan: for a dry run, the L{InstallPlan} the installer (the plan
+        itself, or a collector recording into it) records into; nothing
+        else is changed either: accounts, the log socket and the proc mount
+        that would be added are listed in L{planned}.
     @ivar notes: lines worth telling the user (a log socket added...).
+    @ivar planned: with C{plan}, what would be done besides files.
     """
 
     def __init__(self, installer, config, socketdConfig, searchPath=None,
-                 hostEtc="/etc"):
+                 hostEtc="/etc", plan=None):
         self.installer = installer
         self.jail = installer.jail
         self.config = config
         self.socketdConfig = socketdConfig
         self.searchPath = searchPath
         self.hostEtc = hostEtc
+        self.plan = plan
+        self.dryRun = plan is not None
         self.notes = []
+        self.planned = []
 
     def build(self, names):
         """
@@ -813,7 +930,11 @@ class JailBuilder:
             _unknownSections(unknown, self.config.path))
         for name in order:
             self.apply(self.config.section(name))
-        copyAccounts(self.jail, [], [], self.hostEtc)
+        if self.dryRun:
+            self.plan.record("/etc/passwd")
+            self.plan.record("/etc/group")
+        else:
+            copyAccounts(self.jail, [], [], self.hostEtc)
 
     def _paths(self, section, key, optional=False, **kw):
         for entry in section.getList(key):
@@ -842,16 +963,30 @@ class JailBuilder:
         users = section.getList("users")
         groups = section.getList("groups")
         if users or groups:
-            for name in copyAccounts(self.jail, users, groups, self.hostEtc):
+            added = []
+            for name in copyAccounts(self.jail, users, groups, self.hostEtc,
+                                     dryRun=self.dryRun, added=added):
                 self.installer.missing.append(
                     Missing(name, f"no such account on this host; "
                                   f"[{section.name}] users/groups"))
+            self.planned.extend(f"{name} in etc/passwd or etc/group"
+                                for name in added if self.dryRun)
         if section.getBool("need_proc"):
             self.installer.makeDirectory("/proc", 0o555)
-            self.notes.extend(mountProc(self.jail))
+            if self.dryRun:
+                if procMountState(self.jail) != (True, True):
+                    self.planned.append(f"proc mounted on "
+                                        f"{self.jail.location}/proc")
+            else:
+                self.notes.extend(mountProc(self.jail))
         if section.getBool("need_logsocket"):
             self.installer.makeDirectory("/dev")
-            if addLogSocket(self.jail, self.socketdConfig):
+            if self.dryRun:
+                if not hasSection(self.socketdConfig,
+                                  self.jail.location + "/dev/log"):
+                    self.planned.append(f"[{self.jail.location}/dev/log] in "
+                                        f"{self.socketdConfig}")
+            elif addLogSocket(self.jail, self.socketdConfig):
                 self.notes.append(
                     f"added [{self.jail.location}/dev/log] to "
                     f"{self.socketdConfig}: restart jk_socketd")
@@ -936,17 +1071,13 @@ def mountProc(jail, fstab="/etc/fstab", mountinfo="/proc/self/mountinfo"):
         mode = stat.S_IMODE(os.stat(fstab).st_mode)
     except FileNotFoundError:
         lines, mode = "", 0o644
-    present = any(len(fields) > 1 and fields[1] == target
-                  for fields in (line.split() for line in lines.splitlines())
-                  if fields and not fields[0].startswith("#"))
+    present, mounted = procMountState(jail, lines, mountinfo)
     if not present:
         if lines and not lines.endswith("\n"):
             lines += "\n"
         lines += f"proc\t{target}\tproc\tdefaults\t0\t0\n"
         _replaceHostFile(fstab, lines.encode("utf-8"), mode)
         notes.append(f"added a proc mount on {target} to {fstab}")
-    with open(mountinfo, encoding="utf-8") as f:
-        mounted = any(line.split()[4] == target for line in f)
     if not mounted:
         result = subprocess.run(["mount", "-t", "proc", "proc", target],
                                 capture_output=True, text=True,
@@ -958,6 +1089,28 @@ def mountProc(jail, fstab="/etc/fstab", mountinfo="/proc/self/mountinfo"):
     return notes
 
 
+def procMountState(jail, fstabText=None, mountinfo="/proc/self/mountinfo"):
+    """
+    @param fstabText: the content of C{/etc/fstab} (read when C{None}).
+    @return: C{(recorded, mounted)}: whether C{/etc/fstab} has a mount on
+        C{JAIL/proc}, and whether something is mounted there now.
+    """
+    target = jail.location + "/proc"
+    if fstabText is None:
+        try:
+            with open("/etc/fstab", encoding="utf-8") as f:
+                fstabText = f.read()
+        except FileNotFoundError:
+            fstabText = ""
+    recorded = any(len(fields) > 1 and fields[1] == target
+                   for fields in (line.split()
+                                  for line in fstabText.splitlines())
+                   if fields and not fields[0].startswith("#"))
+    with open(mountinfo, encoding="utf-8") as f:
+        mounted = any(line.split()[4] == target for line in f)
+    return recorded, mounted
+
+
 def _replaceHostFile(path, data, mode):
     directory, name = os.path.split(path)
     dirFd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -967,7 +1120,8 @@ def _replaceHostFile(path, data, mode):
         os.close(dirFd)
 
 
-def copyAccounts(jail, users, groups, hostEtc="/etc"):
+def copyAccounts(jail, users, groups, hostEtc="/etc", dryRun=False,
+                 added=None):
     """
     Copy the named accounts (names or numeric ids) from the host's
     C{passwd} and C{group} into the jail's, under the passwd lock and
@@ -977,6 +1131,9 @@ def copyAccounts(jail, users, groups, hostEtc="/etc"):
     it is written as the jail sees it; group members are kept only if the
     jail knows them.
 
+    @param dryRun: change nothing, only find what would be added.
+    @param added: a list the names of the entries added (or that would
+        be) are appended to.
     @return: the names that exist on neither the host nor the jail.
     """
     def host(name):
@@ -988,11 +1145,18 @@ def copyAccounts(jail, users, groups, hostEtc="/etc"):
 
     hostUsers = parsePasswd(host("passwd"))
     hostGroups = parseGroup(host("group"))
-    etcFd, _ = jail.openParent("/etc/passwd", create=True)
+    if dryRun:
+        try:
+            etcFd, _ = jail.openParent("/etc/passwd")
+        except (OSError, JailtwistError):
+            etcFd = None
+    else:
+        etcFd, _ = jail.openParent("/etc/passwd", create=True)
     notFound = []
+    files = AccountFiles(etcFd, jail.location + "/etc", lock=not dryRun)
     try:
-        with AccountFiles(etcFd, jail.location + "/etc") as files:
-            jailUsers = files.passwd()
+        with files:
+            jailUsers = files.passwd() if etcFd is not None else []
             newUsers = []
             for entry in _newEntries(users, hostUsers, jailUsers, "uid",
                                      notFound):
@@ -1000,20 +1164,26 @@ def copyAccounts(jail, users, groups, hostEtc="/etc"):
                     entry = entry.replace(
                         home="/" + entry.home.rsplit("/./", 1)[1])
                 newUsers.append(entry)
-            files.appendPasswd(newUsers)
             known = {u.name for u in jailUsers + newUsers}
             groups = list(groups) + [str(u.gid) for u in newUsers]
+            jailGroups = files.group() if etcFd is not None else []
             newGroups = [
                 GroupEntry(entry.name, entry.password, entry.gid,
                            [m for m in entry.members if m in known])
-                for entry in _newEntries(groups, hostGroups, files.group(),
+                for entry in _newEntries(groups, hostGroups, jailGroups,
                                          "gid", notFound)]
-            files.appendGroup(newGroups)
-            for name in ("passwd", "group"):
-                if _lstatAt(etcFd, name) is None:
-                    replaceFile(etcFd, name, b"")
+            if added is not None:
+                added.extend([f"user {e.name}" for e in newUsers]
+                             + [f"group {e.name}" for e in newGroups])
+            if not dryRun:
+                files.appendPasswd(newUsers)
+                files.appendGroup(newGroups)
+                for name in ("passwd", "group"):
+                    if _lstatAt(etcFd, name) is None:
+                        replaceFile(etcFd, name, b"")
     finally:
-        os.close(etcFd)
+        if etcFd is not None:
+            os.close(etcFd)
     return notFound
 
 

@@ -10,6 +10,7 @@ a reactor, and parse their options without Twisted (L{CommandLine}).
 import os
 import sys
 import time
+from collections import namedtuple
 
 from jailtwist.bindjail import (BindCollector, MixedJail, isCopiedJail,
                                 readEntries)
@@ -19,9 +20,10 @@ from jailtwist.command import CommandLine, UsageError, runCommand
 from jailtwist.config import ConfigError, readIni
 from jailtwist.elf import ElfResolver
 from jailtwist.errors import JailtwistError
-from jailtwist.install import (InitConfig, Installer, JailBuilder,
-                               JailUpdate, UPDATE_DIRECTORIES, findProgram,
-                               preflight, refreshLibraryCache)
+from jailtwist.install import (InitConfig, Installer, InstallPlan,
+                               JailBuilder, JailUpdate, Missing,
+                               UPDATE_DIRECTORIES, findProgram, preflight,
+                               refreshLibraryCache)
 from jailtwist.jail import Jail, UnsafeJail
 
 INIPREFIX = "/etc/jailkit"
@@ -260,24 +262,108 @@ def _initMain(argv):
                 f"(listed above): nothing was done (--strict)", MISSING)
     if options["bind"]:
         return _initBind(options, config, jail, resolver)
+    progress = Progress("jk_init", jail, options["verbose"])
+    build = buildJail(jail, config, options["sections"], resolver,
+                      force=options["force"], hardlink=options["hardlink"],
+                      report=progress)
+    if build.created and options["verbose"]:
+        sys.stdout.write(f"created jail {jail.location}\n")
+    progress.finish(build.installer)
+    for note in build.builder.notes:
+        sys.stdout.write(f"jk_init: {note}\n")
+    _warnMissing("jk_init", build.installer, options["strict"])
+    return 0
+
+
+#: What L{buildJail} did: whether it created the jail directory, its
+#: L{Installer} and L{JailBuilder}; for a bind jail also the
+#: L{BindCollector}, the old list's L{jailtwist.bindlist.CheckedList} and
+#: the entries resolved again (C{None} for a copied jail).
+JailBuild = namedtuple("JailBuild", "created installer builder collector "
+                                    "checked again")
+
+
+def buildJail(jail, config, sections, resolver=None, bind=False, force=False,
+              hardlink=False, report=None, name="jk_init"):
+    """
+    Create or extend C{jail} from C{sections} of C{config} (an
+    L{InitConfig}), copying host files or, with C{bind}, listing them in
+    the jail's bind list: C{jk_init}'s work, for it and for the Ansible
+    collection.  The jail's path must have passed L{Jail.checkSafe}.
+
+    @raise MixedJail: if the jail is of the other kind.
+    @return: a L{JailBuild}.
+    """
+    resolver = resolver if resolver is not None else ElfResolver()
+    if bind:
+        return _buildBound(jail, config, sections, resolver, force, report,
+                           name)
     if os.path.isdir(jail.location) and hasBindList(jail.location):
         raise MixedJail(
             f"{jail.location} is assembled from binds (it has {BIND_LIST}):"
             f" add sections with jk_init --bind", INIT_UNSAFE)
-    progress = Progress("jk_init", jail, options["verbose"])
-    if _createJail(jail) and options["verbose"]:
-        sys.stdout.write(f"created jail {jail.location}\n")
-    with Installer(jail, resolver, force=options["force"],
-                   hardlink=options["hardlink"], report=progress) as installer:
+    created = _createJail(jail)
+    with Installer(jail, resolver, force=force, hardlink=hardlink,
+                   report=report) as installer:
         builder = JailBuilder(installer, config, SOCKETD_CONFIG)
-        builder.build(options["sections"])
+        builder.build(sections)
         installer.finish()
     refreshLibraryCache(jail)
-    progress.finish(installer)
-    for note in builder.notes:
-        sys.stdout.write(f"jk_init: {note}\n")
-    _warnMissing("jk_init", installer, options["strict"])
-    return 0
+    return JailBuild(created, installer, builder, None, None, None)
+
+
+def _buildBound(jail, config, sections, resolver, force, report, name):
+    if os.path.isdir(jail.location) and isCopiedJail(jail):
+        raise MixedJail(
+            f"{jail.location} holds copies of host files (built by jk_init "
+            f"without --bind): bind jails and copied jails do not mix; "
+            f"build the bind jail in a new directory", INIT_UNSAFE)
+    created = _createJail(jail)
+    old = readEntries(jail)
+    checked = checkEntries(old, jail.location)
+    again = _refuseListed(name, jail, checked)
+    with Installer(jail, resolver, force=force, report=report) as installer:
+        collector = BindCollector(installer)
+        builder = JailBuilder(collector, config, SOCKETD_CONFIG)
+        builder.build(sections)
+        collector.resolveAgain(again)
+        collector.finish()
+        collector.merge(old)
+        collector.write(keep=[m.path for m in checked.missing])
+    return JailBuild(created, installer, builder, collector, checked, again)
+
+
+def planJail(jail, config, sections, resolver=None, bind=False):
+    """
+    What L{buildJail} would add to C{jail}, found without changing
+    anything.
+
+    @return: C{(added, missing)}: lines naming what would be added (jail
+        paths, C{bind PATH} for new bind list entries, accounts, the log
+        socket, the proc mount), and the L{Missing} things on this host.
+    """
+    with InstallPlan(jail, resolver) as plan:
+        if bind:
+            collector = BindCollector(plan)
+            builder = JailBuilder(collector, config, SOCKETD_CONFIG,
+                                  plan=plan)
+            builder.build(sections)
+            collector.finish()
+            listed = set()
+            if os.path.isdir(jail.location):
+                listed = {path for _, path in readEntries(jail)}
+            added = [f"bind {path}" for path in sorted(collector.paths)
+                     if path not in listed]
+            if collector.paths and not plan.exists("/" + BIND_LIST):
+                added.append("/" + BIND_LIST)
+            missing = plan.missing + [Missing(r.path, r.reason)
+                                      for r in collector.refused]
+        else:
+            builder = JailBuilder(plan, config, SOCKETD_CONFIG, plan=plan)
+            builder.build(sections)
+            plan.finish()
+            added, missing = [], plan.missing
+    return added + plan.added + builder.planned, missing
 
 
 def _refuseListed(name, jail, checked):
@@ -314,40 +400,26 @@ def _initBind(options, config, jail, resolver):
     C{jk_init --bind}: the same sections, but host paths go into the bind
     list (merged with what it holds) instead of being copied.
     """
-    if os.path.isdir(jail.location) and isCopiedJail(jail):
-        raise MixedJail(
-            f"{jail.location} holds copies of host files (built by jk_init "
-            f"without --bind): bind jails and copied jails do not mix; "
-            f"build the bind jail in a new directory", INIT_UNSAFE)
     progress = Progress("jk_init", jail, options["verbose"])
-    if _createJail(jail) and options["verbose"]:
+    build = buildJail(jail, config, options["sections"], resolver,
+                      bind=True, force=options["force"], report=progress)
+    if build.created and options["verbose"]:
         sys.stdout.write(f"created jail {jail.location}\n")
-    old = readEntries(jail)
-    checked = checkEntries(old, jail.location)
-    again = _refuseListed("jk_init", jail, checked)
-    with Installer(jail, resolver, force=options["force"],
-                   report=progress) as installer:
-        collector = BindCollector(installer)
-        builder = JailBuilder(collector, config, SOCKETD_CONFIG)
-        builder.build(options["sections"])
-        collector.resolveAgain(again)
-        collector.finish()
-        collector.merge(old)
-        collector.write(keep=[m.path for m in checked.missing])
-    progress.finish(installer)
+    collector = build.collector
+    progress.finish(build.installer)
     if options["verbose"]:
         sys.stdout.write(f"jk_init: {jail.location}/{BIND_LIST}: "
                          f"{len(collector.paths)} host paths, "
                          f"{len(collector.plan())} mounts\n")
-    for note in builder.notes:
+    for note in build.builder.notes:
         sys.stdout.write(f"jk_init: {note}\n")
-    for missing in checked.missing:
+    for missing in build.checked.missing:
         sys.stderr.write(f"jk_init: warning: {missing}\n")
-    for refused in again:
+    for refused in build.again:
         sys.stdout.write(f"jk_init: resolved {refused.path} again: "
                          f"{refused.reason}\n")
     _warnRefused("jk_init", collector, options["strict"])
-    _warnMissing("jk_init", installer, options["strict"])
+    _warnMissing("jk_init", build.installer, options["strict"])
     return 0
 
 

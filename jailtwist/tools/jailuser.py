@@ -14,6 +14,7 @@ removed.  An interruption at any point leaves the host's passwd either
 untouched or complete, and never loses the home.
 """
 
+import errno
 import os
 import pwd
 import grp
@@ -23,12 +24,14 @@ import subprocess
 import sys
 
 from jailtwist.command import CommandLine, UsageError, runCommand
+from jailtwist.config import replaceSection
 from jailtwist.errors import JailtwistError
 from jailtwist.jail import Jail
 from jailtwist.login import isLsh
 from jailtwist.lsh import statInRoot
 from jailtwist.passwd import (
-    AccountError, AccountFiles, GroupEntry, PasswdEntry, findEntry)
+    AccountError, AccountFiles, GroupEntry, PasswdEntry, decodeText,
+    findEntry, readAt, replaceFile)
 
 #: The in-jail shell jailkit uses by default: jk_lsh (its policy is applied
 #: by jk_chrootsh; the file itself need not exist in the jail).
@@ -187,20 +190,17 @@ class AccountMove:
         self.inner = inner
         self.target = self.jailPath + inner
 
-    def check(self, jailUsers, jailGroups, groupNames):
+    def check(self, jailUsers, jailGroups, groupNames, processes=True):
         """
         Refuse what would make a broken jailed account.
+
+        @param processes: also refuse an account with running processes.
         """
         e = self.entry
         if e.pw_uid == 0:
             raise JailtwistError("root cannot be jailed", BAD_USER)
-        pids = runningProcesses(e.pw_uid)
-        if pids:
-            raise JailtwistError(
-                f"user {e.pw_name} has running processes (pid "
-                f"{', '.join(map(str, pids[:10]))}): stop them (pkill -u "
-                f"{e.pw_name}) and run this again; nothing was changed",
-                BAD_USER)
+        if processes:
+            self.checkProcesses()
         same = findEntry(jailUsers, name=e.pw_name)
         if same is not None and same.uid != e.pw_uid:
             raise JailtwistError(
@@ -223,12 +223,45 @@ class AccountMove:
                     f"{self.target} already exists: remove or rename it, or "
                     f"run without -m", BAD_USER)
 
-    def copyHome(self, say):
+    def checkProcesses(self):
+        """
+        Refuse an account with running processes: a session could write
+        to the home while it moves, or keep the old one open.
+        """
+        e = self.entry
+        pids = runningProcesses(e.pw_uid)
+        if pids:
+            raise JailtwistError(
+                f"user {e.pw_name} has running processes (pid "
+                f"{', '.join(map(str, pids[:10]))}): stop them (pkill -u "
+                f"{e.pw_name}) and run this again; nothing was changed",
+                BAD_USER)
+
+    def copyHome(self, say, dryRun=False):
         """
         Put the home in place inside the jail: copied (with -m) under a
         temporary name and renamed, or created empty if missing.
+
+        @param dryRun: only say what would be done.
         """
         e = self.entry
+        if dryRun:
+            if self.move and self.oldHome is not None and \
+                    os.path.isdir(self.oldHome):
+                say(f"copying {self.oldHome} to {self.target}")
+            else:
+                try:
+                    dirFd, name = self.jail.openParent(self.inner)
+                except OSError:
+                    say(f"creating {self.target}")
+                    return
+                try:
+                    os.stat(name, dir_fd=dirFd, follow_symlinks=False)
+                except FileNotFoundError:
+                    say(f"creating {self.target}")
+                finally:
+                    os.close(dirFd)
+            return
         parent, name = self.jail.openParent(self.inner, create=True)
         try:
             try:
@@ -358,9 +391,11 @@ def _groupsOf(entry):
             [GroupEntry(g.gr_name, "x", g.gr_gid) for g in extra])
 
 
-def addToJailFiles(files, move, say):
+def addToJailFiles(files, move, say, dryRun=False):
     """
     Add (or update) the account in the jail's passwd and group.
+
+    @param dryRun: only say what would be changed.
     """
     e = move.entry
     line = PasswdEntry(e.pw_name, "x", e.pw_uid, e.pw_gid, e.pw_gecos,
@@ -368,18 +403,26 @@ def addToJailFiles(files, move, say):
     present = findEntry(files.passwd(), name=e.pw_name)
     if present is None:
         say(f"adding {e.pw_name} to {move.jailPath}/etc/passwd")
-        files.appendPasswd([line])
+        if not dryRun:
+            files.appendPasswd([line])
     elif present != line:
         say(f"updating {e.pw_name} in {move.jailPath}/etc/passwd")
-        files.editPasswd(lambda p: line if p.name == e.pw_name else p)
+        if not dryRun:
+            files.editPasswd(lambda p: line if p.name == e.pw_name else p)
     primary, extra = _groupsOf(e)
     groups = files.group()
     missing = [g for g in [primary] + extra
                if findEntry(groups, id=g.gid) is None]
     for group in missing:
         say(f"adding group {group.name} to {move.jailPath}/etc/group")
-    files.appendGroup(missing)
     members = {g.gid for g in extra}
+    for group in groups:
+        if group.gid in members and e.pw_name not in group.members:
+            say(f"adding {e.pw_name} to group {group.name} in "
+                f"{move.jailPath}/etc/group")
+    if dryRun:
+        return
+    files.appendGroup(missing)
 
     def addMember(group):
         if group.gid in members and e.pw_name not in group.members:
@@ -388,13 +431,21 @@ def addToJailFiles(files, move, say):
     files.editGroup(addMember)
 
 
-def jailAccounts(options, out=sys.stdout, created=False):
+def jailAccounts(options, out=sys.stdout, created=False, dryRun=False):
     """
     Move the accounts of C{options["users"]} into C{options["jail"]}.
+
+    @param dryRun: check everything, change nothing, and return what
+        would be changed.  Running processes are refused only for an
+        account that would change (an account already in place may be
+        logged in).
+    @return: the changes made (or that would be), one line each.
     """
     verbose = options["verbose"]
+    changes = []
 
     def say(message):
+        changes.append(message)
         if verbose:
             out.write(message + "\n")
             out.flush()
@@ -416,7 +467,7 @@ def jailAccounts(options, out=sys.stdout, created=False):
                              f"jailtwist or name it with --chrootsh", 1)
     jailEtc, name = jail.openParent("/etc/passwd", followLast=True)
     kept = []
-    host = AccountFiles.openPath("/etc")
+    host = AccountFiles.openPath("/etc", lock=not dryRun)
     inJail = AccountFiles(jailEtc, f"{jail.location}/etc", lock=False)
     try:
         with host, inJail:
@@ -424,15 +475,21 @@ def jailAccounts(options, out=sys.stdout, created=False):
             for move in moves:
                 primary, extra = _groupsOf(move.entry)
                 move.check(jailUsers, jailGroups,
-                           {g.gid: g.name for g in [primary] + extra})
+                           {g.gid: g.name for g in [primary] + extra},
+                           processes=not dryRun)
             for move in moves:
                 e = move.entry
-                move.copyHome(say)
-                addToJailFiles(inJail, move, say)
+                before = len(changes)
+                move.copyHome(say, dryRun)
+                addToJailFiles(inJail, move, say, dryRun)
                 newHome = f"{move.jailPath}/.{move.inner}"
                 if (e.pw_dir, e.pw_shell) != (newHome, move.chrootsh):
                     say(f"setting home {newHome} and shell {move.chrootsh} "
                         f"for {e.pw_name} in /etc/passwd")
+                if dryRun:
+                    if len(changes) > before:
+                        move.checkProcesses()
+                    continue
                 host.editPasswd(
                     lambda p, e=e, home=newHome, shell=move.chrootsh:
                     p.replace(home=home, shell=shell)
@@ -449,6 +506,8 @@ def jailAccounts(options, out=sys.stdout, created=False):
     finally:
         host.close()
         inJail.close()
+    if dryRun:
+        return changes
     flushNameCache()
     if kept:
         raise JailtwistError(
@@ -456,6 +515,52 @@ def jailAccounts(options, out=sys.stdout, created=False):
                       f"the move: its old home {m.oldHome} was kept; "
                       f"compare it with {m.target} once the session ended "
                       f"and remove it" for m in kept), BAD_USER)
+    return changes
+
+
+#: The jail's jk_lsh policy, as seen inside the jail.
+LSH_POLICY = "/etc/jailkit/jk_lsh.ini"
+
+
+def setLshSection(jail, section, items, dryRun=False):
+    """
+    Make C{[section]} of the jail's C{etc/jailkit/jk_lsh.ini} (jk_lsh's
+    per-account section when it is an account's name) hold exactly
+    C{items}; the rest of the file is kept.  The file is replaced
+    atomically, root-owned and 0644 when new; its directory must belong to
+    root and not be writable by group or others (the account must not be
+    able to write its own policy).
+
+    @param jail: a L{Jail}.
+    @param items: C{(key, value)} pairs (L{jailtwist.lsh.KEYS}).
+    @param dryRun: change nothing.
+    @return: C{(before, after)}: the file's text before and after.
+    """
+    where = jail.location + LSH_POLICY
+    try:
+        dirFd, name = jail.openParent(LSH_POLICY, create=not dryRun)
+    except OSError as e:
+        if dryRun and e.errno == errno.ENOENT:
+            return "", replaceSection("", section, items, where)
+        raise JailtwistError(f"cannot open {os.path.dirname(where)}: "
+                             f"{e.strerror}", BAD_JAIL)
+    try:
+        st = os.fstat(dirFd)
+        if st.st_uid != 0 or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise JailtwistError(
+                f"{os.path.dirname(where)} is not owned by root or is "
+                f"writable by group or others: chown root:root and chmod "
+                f"0755 it", BAD_JAIL)
+        try:
+            before = decodeText(readAt(dirFd, name), where)
+        except AccountError as e:
+            raise JailtwistError(f"{where}: {e}", BAD_JAIL)
+        after = replaceSection(before, section, items, where)
+        if after != before and not dryRun:
+            replaceFile(dirFd, name, after.encode("utf-8"), 0o644)
+        return before, after
+    finally:
+        os.close(dirFd)
 
 
 def flushNameCache():
@@ -503,6 +608,18 @@ def _addjailuser(argv):
     if len(users) != 1:
         raise UsageError("Wrong number of arguments.")
     options = _jailOptions(options, users)
+    createAccount(options)
+
+
+def createAccount(options):
+    """
+    Create the account C{options["users"][0]} with C{useradd} and put it
+    in C{options["jail"]} (home C{JAIL/./home/NAME}); if jailing it fails,
+    the new account is removed again.  C{uid}, C{gid}, C{comment} and
+    C{password} are passed to useradd when not C{None}.
+
+    @return: the lines of L{jailAccounts}.
+    """
     options["move"] = False
     name = options["users"][0]
     try:
@@ -518,7 +635,7 @@ def _addjailuser(argv):
     command = ["useradd", "-M", "-d", home, "-s", options["chrootsh"]]
     for key, flag in (("uid", "-u"), ("gid", "-g"), ("comment", "-c"),
                       ("password", "-p")):
-        if options[key] is not None:
+        if options.get(key) is not None:
             command += [flag, options[key]]
     command += ["--", name]
     useradd = shutil.which("useradd") or "/usr/sbin/useradd"
@@ -528,7 +645,7 @@ def _addjailuser(argv):
         message = (result.stderr.strip().splitlines() or ["failed"])[-1]
         raise JailtwistError(f"useradd {name} failed: {message}", BAD_USER)
     try:
-        jailAccounts(options)
+        return [f"creating account {name} (useradd)"] + jailAccounts(options)
     except BaseException:
         userdel = shutil.which("userdel") or "/usr/sbin/userdel"
         subprocess.run([userdel, name], capture_output=True)
