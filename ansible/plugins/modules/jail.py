@@ -98,13 +98,13 @@ EXAMPLES = r"""
 
 RETURN = r"""
 path:
-  description: The jail directory, normalised.
+  description: The jail directory, as given.
   returned: always
   type: str
   sample: /home/sftproot
 changes:
   description:
-    - What was added (or, in check mode, would be) with O(state=present)
+    - What was added (or, in check mode, would be); with O(state=present),
       jail paths as seen inside the jail, C(bind PATH) for new bind list
       entries, accounts, log socket and proc mount; C(remove PATH) with
       O(state=absent).
