@@ -28,10 +28,10 @@ from jailtwist.errors import JailtwistError
 from jailtwist.jail import Jail, UnsafeJail
 from jailtwist.processes import ProcessTable
 from jailtwist.registry import JailRegistry
-from jailtwist.tools.build import (INIT_CONFIG, _readInit, buildJail,
-                                   planJail)
-from jailtwist.tools.jailuser import (DEFAULT_SHELL, _jailOptions,
-                                      createAccount, jailAccounts,
+from jailtwist.tools.build import (INIT_CONFIG, buildJail, planJail,
+                                   readInitConfig)
+from jailtwist.tools.jailuser import (DEFAULT_SHELL, createAccount,
+                                      jailAccounts, jailOptions,
                                       setLshSection)
 
 #: What an entry point did (or, in a dry run, would do): C{changed}, the
@@ -72,7 +72,11 @@ def ensureJail(path, sections, bind=False, configPath=INIT_CONFIG,
     if not sections:
         raise JailtwistError("name at least one section of jk_init.ini "
                              "(jk_init -l lists them)")
-    config = _readInit(configPath)
+    if not os.path.isfile(configPath):
+        raise JailtwistError(f"{configPath} does not exist: install the "
+                             f"shipped jk_init.ini (bootstrap.sh install) or "
+                             f"name another one")
+    config = readInitConfig(configPath)
     try:
         unknown = config.plan(sections)[1]
     except ConfigError as e:
@@ -193,7 +197,7 @@ def ensureJailedUser(name, jail, shell=DEFAULT_SHELL, moveHome=False,
             or not name.isprintable() or name.startswith("-"):
         raise JailtwistError(f"{name!r} cannot be an account name")
     jailPath = _safeJail(jail, missingOk=dryRun).location
-    options = _jailOptions({"jail": jailPath, "shell": shell,
+    options = jailOptions({"jail": jailPath, "shell": shell,
                             "chrootsh": None, "verbose": False,
                             "move": moveHome, "uid": uid, "gid": group,
                             "comment": comment, "password": password},

@@ -30,34 +30,30 @@ SHIPPED = FilePath(sys.prefix).preauthChild(
 SFTP_SERVER = "/usr/lib/openssh/sftp-server"
 
 
-class _Collection:
+def installCollection(testCase):
     """
-    The collection built and installed once for the whole module.
-    """
-    directory = None
+    Build the collection with ansible-galaxy and install it into a scratch
+    collections path, removed when the test ends.
 
-    @classmethod
-    def install(cls):
-        if cls.directory is not None:
-            return cls.directory
-        for tool in ("ansible-galaxy", "ansible-playbook", "ansible-doc"):
-            if not harness.BIN.child(tool).exists():
-                raise AssertionError(
-                    f"{tool} is missing next to {sys.executable}: install "
-                    f"ansible-core into the venv (bootstrap.sh test does)")
-        directory = tempfile.mkdtemp(prefix="jtansible", dir="/var/tmp")
-        for argv in (["ansible-galaxy", "collection", "build",
-                      COLLECTION.path, "--output-path", directory],
-                     ["ansible-galaxy", "collection", "install", "-p",
-                      os.path.join(directory, "collections"),
-                      os.path.join(directory,
-                                   "jailtwist-jails-0.1.0.tar.gz")]):
-            result = _ansible(directory, argv)
-            if result.returncode:
-                raise AssertionError(f"{' '.join(argv[:3])} failed: "
-                                     f"{result.stdout}{result.stderr}")
-        cls.directory = directory
-        return directory
+    @return: the scratch directory (the ansible commands' home).
+    """
+    for tool in ("ansible-galaxy", "ansible-playbook", "ansible-doc"):
+        if not harness.BIN.child(tool).exists():
+            raise AssertionError(
+                f"{tool} is missing next to {sys.executable}: install "
+                f"ansible-core into the venv (bootstrap.sh test does)")
+    directory = tempfile.mkdtemp(prefix="jtansible", dir="/var/tmp")
+    testCase.addCleanup(shutil.rmtree, directory, True)
+    for argv in (["ansible-galaxy", "collection", "build", COLLECTION.path,
+                  "--output-path", directory],
+                 ["ansible-galaxy", "collection", "install", "-p",
+                  os.path.join(directory, "collections"),
+                  os.path.join(directory, "jailtwist-jails-0.1.0.tar.gz")]):
+        result = _ansible(directory, argv)
+        if result.returncode:
+            raise AssertionError(f"{' '.join(argv[:3])} failed: "
+                                 f"{result.stdout}{result.stderr}")
+    return directory
 
 
 def _environment(directory):
@@ -92,7 +88,7 @@ class CollectionTests(SynchronousTestCase):
 
     def setUp(self):
         self.root = harness.jailParent(self).path
-        self.ansible = _Collection.install()
+        self.ansible = installCollection(self)
         self.sftp = self.root + "/sftp"
         self.bound = self.root + "/bound"
         self.accounts = []

@@ -196,7 +196,12 @@ def _initOptions(argv):
     return options
 
 
-def _readInit(path):
+def readInitConfig(path):
+    """
+    The L{InitConfig} of the jk_init.ini at C{path}.
+
+    @raise JailtwistError: exit 3 if it is missing or cannot be parsed.
+    """
     if not os.path.isfile(path):
         raise JailtwistError(f"configfile {path} does not exist "
                              f"(name another with -c)", INIT_UNSAFE)
@@ -234,7 +239,7 @@ def _createJail(jail):
 
 def _initMain(argv):
     options = _initOptions(argv)
-    config = _readInit(options["configfile"])
+    config = readInitConfig(options["configfile"])
     if options["list"]:
         _listSections(config)
         return 0

@@ -90,7 +90,7 @@ ADDJAILUSER_COMMAND_LINE = CommandLine(
     arguments=True)
 
 
-def _jailOptions(options, users):
+def jailOptions(options, users):
     """
     Check what both commands share, once the users are known.
     """
@@ -582,7 +582,7 @@ def parseJailUser(argv):
     options, users = JAILUSER_COMMAND_LINE.parse(argv)
     if not users:
         raise UsageError("name at least one user")
-    return _jailOptions(options, users)
+    return jailOptions(options, users)
 
 
 def _jailuser(argv):
@@ -607,7 +607,7 @@ def _addjailuser(argv):
     options, users = ADDJAILUSER_COMMAND_LINE.parse(argv)
     if len(users) != 1:
         raise UsageError("Wrong number of arguments.")
-    options = _jailOptions(options, users)
+    options = jailOptions(options, users)
     createAccount(options)
 
 
