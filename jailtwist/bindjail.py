@@ -28,7 +28,7 @@ from jailtwist.bindlist import (
     parseBindList, readBindList)
 from jailtwist.errors import JailtwistError
 from jailtwist.install import Missing, _mayNeedLibraries, symlinkTarget
-from jailtwist.passwd import replaceFile
+from jailtwist.passwd import replaceFile, requireRootDirectory
 
 #: Host paths under here are copied (the jail's own configuration).
 OWN_CONFIGURATION = "/etc/jailkit"
@@ -93,12 +93,8 @@ def writeBindList(jail, paths):
     """
     dirFd, name = jail.openParent(LIST, create=True)
     try:
-        st = os.fstat(dirFd)
-        if st.st_uid != 0 or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-            raise JailtwistError(
-                f"{jail.location}/{os.path.dirname(LIST)} is not owned by "
-                f"root or is writable by group or others: chown root:root "
-                f"and chmod 0755 it")
+        requireRootDirectory(dirFd,
+                             f"{jail.location}/{os.path.dirname(LIST)}")
         replaceFile(dirFd, name, formatBindList(paths), 0o644)
     finally:
         os.close(dirFd)

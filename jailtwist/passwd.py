@@ -283,6 +283,23 @@ def replaceFile(directory, name, data, mode=0o644, owner=(0, 0)):
     syncDirectory(directory)
 
 
+def requireRootDirectory(directory, where, exitCode=None):
+    """
+    Refuse the directory descriptor C{directory} unless it belongs to root
+    and is not writable by group or others: a file written there decides
+    what a jailed account may do, so the account must not be able to
+    replace it.
+
+    @param where: its path, for the message.
+    @raise JailtwistError: one line saying how to fix it.
+    """
+    st = os.fstat(directory)
+    if st.st_uid != 0 or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise JailtwistError(
+            f"{where} is not owned by root or is writable by group or "
+            f"others: chown root:root and chmod 0755 it", exitCode)
+
+
 def syncDirectory(directory):
     """
     Flush a directory (after a rename in it) to disk.

@@ -69,6 +69,8 @@ def _environment(directory):
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_RETRY_FILES_ENABLED": "0",
         "PYTHONWARNINGS": "ignore",
+        # ansible refuses to start without a UTF-8 locale.
+        "LC_ALL": "C.UTF-8",
     })
     return env
 

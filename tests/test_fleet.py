@@ -182,3 +182,21 @@ class JailedUserTests(SynchronousTestCase):
         self.assertIn("has running processes", str(error))
         with open(jail + "/etc/passwd") as f:
             self.assertIn(":/home/jtfleet:/usr/sbin/jk_lsh\n", f.read())
+
+    def test_policyDirectory(self):
+        """
+        The jk_lsh policy is not written into a directory the account
+        could replace it in.
+        """
+        jail = harness.jailParent(self).path + "/jail"
+        fleet.ensureJail(jail, ["jk_lsh"], configPath=SHIPPED)
+        os.chmod(jail + "/etc/jailkit", 0o775)
+        with open(jail + "/etc/jailkit/jk_lsh.ini", "rb") as f:
+            before = f.read()
+        error = self.assertRaises(
+            JailtwistError, fleet.ensureJailedUser, "jtfleet", jail,
+            lsh=[("executables", "/usr/bin/scp")], dryRun=True)
+        self.assertIn(f"{jail}/etc/jailkit is not owned by root or is "
+                      f"writable by group or others", str(error))
+        with open(jail + "/etc/jailkit/jk_lsh.ini", "rb") as f:
+            self.assertEqual(f.read(), before)

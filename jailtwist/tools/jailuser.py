@@ -31,7 +31,7 @@ from jailtwist.login import isLsh
 from jailtwist.lsh import statInRoot
 from jailtwist.passwd import (
     AccountError, AccountFiles, GroupEntry, PasswdEntry, decodeText,
-    findEntry, readAt, replaceFile)
+    findEntry, readAt, replaceFile, requireRootDirectory)
 
 #: The in-jail shell jailkit uses by default: jk_lsh (its policy is applied
 #: by jk_chrootsh; the file itself need not exist in the jail).
@@ -545,12 +545,7 @@ def setLshSection(jail, section, items, dryRun=False):
         raise JailtwistError(f"cannot open {os.path.dirname(where)}: "
                              f"{e.strerror}", BAD_JAIL)
     try:
-        st = os.fstat(dirFd)
-        if st.st_uid != 0 or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-            raise JailtwistError(
-                f"{os.path.dirname(where)} is not owned by root or is "
-                f"writable by group or others: chown root:root and chmod "
-                f"0755 it", BAD_JAIL)
+        requireRootDirectory(dirFd, os.path.dirname(where), BAD_JAIL)
         try:
             before = decodeText(readAt(dirFd, name), where)
         except AccountError as e:
