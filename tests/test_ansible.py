@@ -191,6 +191,9 @@ class CollectionTests(SynchronousTestCase):
         home = self.existingAccount()
         self.accounts.append("jtansnew")
         before = pwd.getpwnam("jtansmove")
+        hostFiles = ("/etc/passwd", "/etc/group", "/etc/shadow",
+                     "/etc/jailkit/jk_socketd.ini")
+        hostBefore = [FilePath(path).getContent() for path in hostFiles]
 
         tasks, recap = self.playbook(self.site(), "--check", "--diff")
         self.assertRecap(tasks, recap, 4)
@@ -208,9 +211,13 @@ class CollectionTests(SynchronousTestCase):
         self.assertRaises(KeyError, pwd.getpwnam, "jtansnew")
         self.assertEqual(pwd.getpwnam("jtansmove"), before)
         self.assertTrue(os.path.exists(home + "/notes.txt"))
+        self.assertEqual([FilePath(path).getContent() for path in hostFiles],
+                         hostBefore)
 
         tasks, recap = self.playbook(self.site())
         self.assertRecap(tasks, recap, 4)
+        with open("/etc/jailkit/jk_socketd.ini") as f:
+            self.assertIn(f"[{self.sftp}/dev/log]", f.read())
         self.assertTrue(os.path.isfile(self.sftp + SFTP_SERVER))
         with open(self.bound + "/" + BIND_LIST) as f:
             self.assertIn(SFTP_SERVER, f.read().splitlines())
