@@ -23,7 +23,10 @@ from twisted.application.service import MultiService, Service
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger, formatEvent, globalLogPublisher
 
+from zope.interface import implementer
+
 from jailtwist.config import readIni
+from jailtwist.control import IRelayBooks
 from jailtwist.errors import JailtwistError
 from jailtwist.limiter import RateLimiter
 from jailtwist.mmsg import DatagramBatch
@@ -347,11 +350,10 @@ class RelaySocket(Service):
             self._reactor.removeReader(self)
 
     def doRead(self):
-        # A full batch means more may be queued; anything less drained the
-        # kernel queue (it holds about 11), so one more recvmmsg would only
-        # find it empty.
+        # A blocked sender refills the kernel queue while a batch is sent:
+        # reading again at once is cheaper than another reactor wake-up.
         for _ in range(_ROUNDS):
-            if self._readBatch() < _SLOTS or self._held:
+            if not self._readBatch() or self._held:
                 return
 
     def _readBatch(self):
@@ -549,6 +551,7 @@ def writePidfile(path):
                              f"{os.strerror(e.errno)}")
 
 
+@implementer(IRelayBooks)
 class RelayService(MultiService):
     """
     All the jail sockets of one C{jk_socketd}, forwarding to the host syslog.

@@ -96,4 +96,6 @@ def makeService(options, reactor=None):
                                      events=events)
         relays.setName("jk_socketd")
         relays.setServiceParent(parent)
+        # The control channel answers RelayBooks for these relays.
+        parent.getServiceNamed("control").factory.relays = relays
     return parent
