@@ -110,6 +110,8 @@ MSG
 run_tests() {
     install_package
     apt_install $TEST_PACKAGES
+    # Property-based tests (tests/test_fuzz_*.py) need hypothesis.
+    "$VENV/bin/pip" install -q --disable-pip-version-check hypothesis
     # Run the suite against the installed package: trial runs from a scratch
     # directory that holds only the tests, so the source tree is not importable.
     work=$(mktemp -d /var/tmp/jailtwist-trial.XXXXXX)
