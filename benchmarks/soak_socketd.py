@@ -43,7 +43,8 @@ sys.path.insert(0, ROOT)
 
 from twisted.python.filepath import FilePath  # noqa: E402
 
-from jailtwist.control import RelayBooks, askSocket  # noqa: E402
+from jailtwist.control import RelayBooks, askSocket, pingSocket  # noqa
+from jailtwist.errors import JailtwistError  # noqa: E402
 from tests.harness import Rsyslog, waitFor  # noqa: E402
 
 # The sender process: one thread per socket, blocking sends of numbered
@@ -99,6 +100,13 @@ def socketLimits(number):
     if number % 4 == 3:
         return "base = 16000\npeak = 32000\ninterval = 0.5\n"
     return "base = 1000000000\npeak = 1000000000\ninterval = 1\n"
+
+
+def answers(control):
+    try:
+        return pingSocket(control) is not None
+    except JailtwistError:
+        return False
 
 
 def peakRss(pid):
@@ -216,8 +224,10 @@ def run(args):
              "--control", f"unix:{control}:mode=600"],
             stdout=relayLog, stderr=subprocess.STDOUT)
         processes.append(relay)
-        waitFor(lambda: all(os.path.exists(p) for p in paths + [control])
-                or relay.poll() is not None, 30, "the relay's sockets")
+        # Ready when the control channel answers: the jail sockets are
+        # bound before it listens.
+        waitFor(lambda: relay.poll() is not None or answers(control), 30,
+                "the relay's control channel")
         if relay.poll() is not None:
             raise SystemExit(f"the relay exited: "
                              f"{scratch.child('relay.log').getContent()!r}")

@@ -193,11 +193,11 @@ class BooksTests(RelayTestMixin, SynchronousTestCase):
         With C{--control} the relay answers L{RelayBooks} over AMP (after
         it confined itself), and it logs the books when it stops.
         """
-        from jailtwist.control import RelayBooks, askSocket
+        from jailtwist.control import RelayBooks, askSocket, pingSocket
         self.writeIni("base = 100\npeak = 100\ninterval = 60\n")
         control = shortTempDir(self).child("ctl").path
         relay = self.startRelay("--control", f"unix:{control}:mode=600")
-        waitFor(lambda: os.path.exists(control), what="the control socket")
+        waitFor(lambda: pingSocket(control), what="the control channel")
         send(self.socket, syslogLine("t", "one"), b"",
              syslogLine("t", "two " + "x" * 100))
         books = waitFor(lambda: (lambda b: b["read"] == 3 and b)(
