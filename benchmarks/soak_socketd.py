@@ -43,6 +43,8 @@ sys.path.insert(0, ROOT)
 
 from twisted.python.filepath import FilePath  # noqa: E402
 
+from bench_socketd import peakRss  # noqa: E402
+
 from jailtwist.control import RelayBooks, askSocket, pingSocket  # noqa
 from jailtwist.errors import JailtwistError  # noqa: E402
 from tests.harness import Rsyslog, waitFor  # noqa: E402
@@ -107,14 +109,6 @@ def answers(control):
         return pingSocket(control) is not None
     except JailtwistError:
         return False
-
-
-def peakRss(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    return 0.0
 
 
 def parseOutput(lines, senders):

@@ -20,6 +20,7 @@ from jailtwist.relay import RelaySocket, SocketSettings, markMessage
 from jailtwist.syslogsink import SyslogSink
 from tests.harness import shortTempDir
 from tests.test_relay import FakeSink
+from tests.test_syslogsink import Receiver
 
 FUZZ = settings(
     max_examples=int(os.environ.get("JAILTWIST_FUZZ_EXAMPLES", 60)),
@@ -41,25 +42,6 @@ DATAGRAMS = st.one_of(
 # Datagrams a throttled socket leaves unread must fit the sender's buffer.
 SMALL = DATAGRAMS.filter(lambda d: len(d) <= 3000)
 MARKS = st.sampled_from([None, "web1", "a", "j.x@y+z-0_"])
-
-
-class Receiver:
-    """
-    A host syslog socket the test drains itself.
-    """
-
-    def __init__(self, path):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(path)
-        self.sock.setblocking(False)
-
-    def drain(self):
-        got = []
-        while True:
-            try:
-                got.append(self.sock.recv(1 << 20))
-            except BlockingIOError:
-                return got
 
 
 class DatagramPathTests(SynchronousTestCase):
@@ -145,8 +127,7 @@ class DatagramPathTests(SynchronousTestCase):
         finally:
             relay.stopService()
             sink.close()
-            receiver.sock.close()
-            os.unlink(path)
+            receiver.close()
 
     @FUZZ
     @given(st.lists(SMALL, max_size=25), MARKS,

@@ -20,6 +20,7 @@ from jailtwist.relay import (RelayService, RelaySocket, SocketSettings,
                              settingsFromSection)
 from jailtwist.syslogsink import IMessageSink, SyslogSink
 from tests.harness import shortTempDir
+from tests.test_syslogsink import Receiver
 
 
 @implementer(IMessageSink)
@@ -510,9 +511,7 @@ class DirectPathTests(SynchronousTestCase):
     def setUp(self):
         self.dir = shortTempDir(self)
         self.reactor = MemoryReactorClock()
-        self.receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.receiver.bind(self.dir.child("syslog").path)
-        self.receiver.setblocking(False)
+        self.receiver = Receiver(self.dir.child("syslog").path)
         self.addCleanup(self.receiver.close)
         self.sink = SyslogSink(self.dir.child("syslog").path, self.reactor)
         # Do not wait for room in the syslog's queue (the test is the one
@@ -530,12 +529,7 @@ class DirectPathTests(SynchronousTestCase):
         self.addCleanup(self.relay.stopService)
 
     def drain(self):
-        got = []
-        while True:
-            try:
-                got.append(self.receiver.recv(65536))
-            except BlockingIOError:
-                return got
+        return self.receiver.drain()
 
     def test_wholeBatch(self):
         sent = [b"<13>m%02d" % i + b"." * i for i in range(8)]
