@@ -442,11 +442,13 @@ class RelaySocket(Service):
         stuck = []
         for slot, size in forward[first:]:
             data = batch.data(slot, size)
+            # Marked before it may be held: what is held as admitted is
+            # sent as it is.
+            if mark is not None:
+                data = markMessage(data, mark)
             if stuck:
                 stuck.append([bytes(data), True, size])
                 continue
-            if mark is not None:
-                data = markMessage(data, mark)
             if sink.send(data):
                 self._countSent(size)
             else:

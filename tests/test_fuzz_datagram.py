@@ -131,19 +131,21 @@ class DatagramPathTests(SynchronousTestCase):
 
     @FUZZ
     @given(st.lists(SMALL, max_size=25), MARKS,
-           st.sampled_from(["block", "drop"]))
-    def test_overBudget(self, datagrams, mark, overflow):
+           st.sampled_from(["block", "drop"]), st.integers(0, 10))
+    def test_overBudget(self, datagrams, mark, overflow, room):
         """
-        With a limit that binds, C{block} relays everything in order over
+        With a limit that binds, and a host syslog that takes only C{room}
+        datagrams before it fills, C{block} relays everything in order over
         the windows that follow; C{drop} relays a part, in order, and
         counts the rest.
         """
         reactor = MemoryReactorClock()
-        sink = FakeSink()
+        sink = FakeSink(room)
         relay = self.relay(sink, reactor, mark, overflow, base=400)
         try:
             with capturedLogs():
                 self.pushAll(relay, datagrams[:8])
+                sink.makeRoom(10 ** 6)
                 for _ in range(200):
                     if not relay.books()["held"]:
                         break

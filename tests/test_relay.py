@@ -318,6 +318,19 @@ class RelaySocketTests(SynchronousTestCase):
         self.pump(relay)
         self.assertEqual(self.sink.sent, [b"a", b"b", b"c", b"d"])
 
+    def test_sinkFullMarked(self):
+        """
+        What waits for room in the sink is marked like the rest: a full
+        host syslog is no way around the mark.
+        """
+        relay = self.relay(base=10 ** 6, peak=10 ** 6, mark="web1")
+        self.sink.room = 1
+        self.send(relay, *[b"<13>tag: %d" % i for i in range(4)])
+        self.pump(relay)
+        self.sink.makeRoom(10)
+        self.assertEqual(self.sink.sent,
+                         [b"<13>web1/tag: %d" % i for i in range(4)])
+
     def test_mark(self):
         relay = self.relay(base=10 ** 6, peak=10 ** 6, mark="web1")
         self.send(relay, b"<13>Nov 23 08:00:00 sshd[1]: hi")
