@@ -291,7 +291,13 @@ class RelaySocket(Service):
         self._resumeCall = self._reportCall = None
         # Hand what is held to the sink's queue, budget or not: stopping
         # must not lose what was read.
-        while self._held and self.sink.send(self._held[0][0]):
+        while self._held:
+            entry = self._held[0]
+            if not entry[1] and self.settings.mark is not None:
+                entry[0] = markMessage(entry[0], self.settings.mark)
+                entry[1] = True
+            if not self.sink.send(entry[0]):
+                break
             self._countSent(self._held.popleft()[2])
         if self._held:
             self.log.warn("{socket}: {count} messages could not be handed "

@@ -331,6 +331,18 @@ class RelaySocketTests(SynchronousTestCase):
         self.assertEqual(self.sink.sent,
                          [b"<13>web1/tag: %d" % i for i in range(4)])
 
+    def test_heldMarkedAtShutdown(self):
+        """
+        Stopping hands what the budget held to the sink, marked.
+        """
+        relay = self.relay(base=100, peak=100, interval=10.0, mark="web1")
+        self.send(relay, *[b"<13>tag: %097d" % i for i in range(3)])
+        self.pump(relay)
+        self.assertEqual(len(self.sink.sent), 1)
+        relay.stopService()
+        self.assertEqual(self.sink.sent,
+                         [b"<13>web1/tag: %097d" % i for i in range(3)])
+
     def test_mark(self):
         relay = self.relay(base=10 ** 6, peak=10 ** 6, mark="web1")
         self.send(relay, b"<13>Nov 23 08:00:00 sshd[1]: hi")
