@@ -186,7 +186,8 @@ run_tests() {
     install_package
     apt_install $TEST_PACKAGES
     fetch_apparmor4
-    # Property tests (fuzzing the login service's request protocol).
+    # Property tests (hypothesis): the login service's request protocol,
+    # the ini reader and the relay's datagram path (tests/test_fuzz_*.py).
     "$VENV/bin/pip" install -q --disable-pip-version-check hypothesis
     # The Ansible collection's tests (ansible-galaxy, ansible-playbook and
     # ansible-doc next to the venv's Python; 2.17-2.19 run on Python 3.11).

@@ -1,13 +1,22 @@
 #!/usr/bin/env python3
 """
-Benchmark the jk_socketd relay: 100,000 datagrams of 100 bytes from one
-blocking sender through a jail socket to a receiver bound at /dev/log,
-with limits that do not bind; messages/s and the relay's peak RSS, then
-peak RSS with 100 sockets.  jailkit's C jk_socketd runs on the same
-workload in the same run (Debian's copy, or its package unpacked in a
-scratch directory) and the ratio is printed.
+Benchmark the jk_socketd relay under contention, in the shape users have:
+a separate Python process sends 100-byte datagrams into a jail's log socket
+with one blocking send each (like syslog(3) clients); a separate Python
+sink process counts them on a socket bind-mounted over /dev/log; the relay
+sits between them.  Three busy processes share the machine's cores, so
+the relay's CPU per message matters as much as its rate.
 
-Run as root:  python3 benchmarks/bench_socketd.py [--count N] [--venv DIR]
+jailtwist's jk_socketd and jailkit's C jk_socketd (Debian's copy, or its
+package unpacked in a scratch directory; never a dependency) run
+alternately in the same run, several rounds, with limits that do not bind.
+Each round prints messages/s and the relay's CPU time per message (user +
+system, from /proc/PID/task/*/schedstat, every thread of the relay); the
+summary gives medians and the ratio.  Then the peak RSS of one jailtwist
+relay with 100 sockets.
+
+Run as root:  python3 benchmarks/bench_socketd.py [--count N] [--rounds N]
+              [--venv DIR]
 Everything happens in a private mount namespace (a tmpfs on /dev, a bind
 mount on /etc/jailkit), so the host's /dev/log and /etc/jailkit are not
 touched.
@@ -16,7 +25,8 @@ touched.
 import argparse
 import os
 import shutil
-import socket
+import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,40 +43,73 @@ def inNamespace():
 
 def privateDev():
     """
-    Give this namespace its own /dev with just what the relays need.
+    Give this namespace its own /dev with just what the relays need, and
+    an empty /dev/log for the sink's socket to be bind-mounted over.
     """
     subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755", "benchdev",
                     "/dev"], check=True)
     for name, major, minor in (("null", 1, 3), ("zero", 1, 5),
                                ("urandom", 1, 9)):
         os.mknod(f"/dev/{name}", 0o20666, os.makedev(major, minor))
+    open("/dev/log", "w").close()
 
 
-RECEIVER = r"""
-import socket, sys, time
-count = int(sys.argv[1])
+# The sink: bind a socket in the scratch directory, bind-mount it over
+# /dev/log (what the relays connect to), count datagrams, and print the
+# time the last one arrived.
+SINK = r"""
+import os, socket, subprocess, sys, time
+count, path = int(sys.argv[1]), sys.argv[2]
 sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-sock.bind("/dev/log")
-import os; os.chmod("/dev/log", 0o666)
+sock.bind(path)
+os.chmod(path, 0o666)
+subprocess.run(["mount", "--bind", path, "/dev/log"], check=True)
 print("ready", flush=True)
 buf = bytearray(65536)
 recv = sock.recv_into
 got = 0
 while got < count:
-    if recv(buf) == SIZE:
+    if recv(buf):
         got += 1
 print(time.monotonic(), flush=True)
-""".replace("SIZE", str(SIZE))
+sys.stdin.read()
+subprocess.run(["umount", "/dev/log"])
+"""
+
+# The sender: one blocking send per datagram, its start time printed once
+# it is done.
+SENDER = r"""
+import socket, sys, time
+count, path, size = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+message = b"<13>Nov 23 08:00:00 bench: " + b"x" * (size - 27)
+sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+sender.connect(path)
+send = sender.send
+start = time.monotonic()
+for _ in range(count):
+    send(message)
+print(start, flush=True)
+"""
 
 
-def startReceiver(count):
-    if os.path.exists("/dev/log"):
-        os.unlink("/dev/log")
-    receiver = subprocess.Popen([sys.executable, "-c", RECEIVER, str(count)],
-                                stdout=subprocess.PIPE, text=True)
-    assert receiver.stdout.readline().strip() == "ready"
-    return receiver
+def startSink(count, scratch):
+    path = os.path.join(scratch, "sink.sock")
+    if os.path.exists(path):
+        os.unlink(path)
+    sink = subprocess.Popen([sys.executable, "-c", SINK, str(count), path],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
+    assert sink.stdout.readline().strip() == "ready"
+    return sink
+
+
+def stopSink(sink):
+    try:
+        sink.stdin.close()
+        sink.wait(10)
+    except subprocess.TimeoutExpired:
+        sink.kill()
+        sink.wait()
 
 
 def waitForSocket(path, process):
@@ -89,96 +132,109 @@ def peakRss(pid):
 
 def cpuSeconds(pid):
     """
-    User plus system CPU time the process has used so far.
+    CPU time (user + system) every thread of C{pid} has used so far, in
+    nanoseconds precision from schedstat (stat's ticks are 10 ms).
     """
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return total / 1e9
 
 
-def pump(jailSocket, count, receiver):
-    message = b"<13>Nov 23 08:00:00 bench: " + b"x" * (SIZE - 27)
-    assert len(message) == SIZE
-    sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sender.connect(jailSocket)
-    send = sender.send
-    start = time.monotonic()
-    for _ in range(count):
-        send(message)
-    end = float(receiver.stdout.readline())
-    sender.close()
-    return count / (end - start)
+def runRelay(argv, jailSocket, count, scratch):
+    """
+    One timed run.
 
-
-def runRelay(argv, jailSocket, count):
-    receiver = startReceiver(count)
+    @return: messages/s and the relay's CPU microseconds per message.
+    """
+    sink = startSink(count, scratch)
     relay = subprocess.Popen(argv, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+                             stderr=subprocess.DEVNULL,
+                             start_new_session=True)
     try:
         waitForSocket(jailSocket, relay)
         time.sleep(0.3)
         before = cpuSeconds(relay.pid)
-        rate = pump(jailSocket, count, receiver)
+        sender = subprocess.Popen(
+            [sys.executable, "-c", SENDER, str(count), jailSocket,
+             str(SIZE)], stdout=subprocess.PIPE, text=True)
+        end = float(sink.stdout.readline())
         cpu = (cpuSeconds(relay.pid) - before) / count * 1e6
+        start = float(sender.stdout.readline())
+        sender.wait()
         rss = peakRss(relay.pid)
     finally:
-        relay.terminate()
-        relay.wait()
-        receiver.kill()
-        receiver.wait()
-    return rate, rss, cpu
+        # SIGINT stops both relays, and makes a profiler wrapper write out.
+        relay.send_signal(signal.SIGINT)
+        try:
+            relay.wait(30)
+        except subprocess.TimeoutExpired:
+            relay.kill()
+            relay.wait()
+        # A profiler wrapper may leave the relay behind: its session goes.
+        try:
+            os.killpg(relay.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        stopSink(sink)
+    return count / (end - start), cpu, rss
 
 
-def writeIni(path, sockets, interval="1.0"):
+def writeIni(path, sockets, interval="1.0", base=10 ** 9, peak=10 ** 9):
     with open(path, "w") as f:
         for each in sockets:
-            f.write(f"[{each}]\nbase = 1000000\npeak = 10000000\n"
+            f.write(f"[{each}]\nbase = {base}\npeak = {peak}\n"
                     f"interval = {interval}\n\n")
 
 
-def manySockets(venv, root, number=100):
+def manySockets(venv, root, number=100, each=100):
+    """
+    @return: the peak RSS of one relay serving C{number} sockets, after
+        C{each} datagrams went through each of them.
+    """
     sockets = []
     for i in range(number):
         os.makedirs(f"{root}/many/j{i:03d}/dev")
         sockets.append(f"{root}/many/j{i:03d}/dev/log")
     ini = f"{root}/many.ini"
     writeIni(ini, sockets)
-    receiver = startReceiver(number * 100)
+    sink = startSink(number * each, root)
     relay = subprocess.Popen([f"{venv}/bin/jk_socketd", "-n", "--config",
                               ini], stdout=subprocess.DEVNULL)
     try:
         waitForSocket(sockets[-1], relay)
         time.sleep(0.2)
-        message = b"<13>Nov 23 08:00:00 bench: " + b"y" * (SIZE - 27)
-        for path in sockets:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-                s.connect(path)
-                for _ in range(100):
-                    s.send(message)
-        receiver.stdout.readline()
+        senders = [subprocess.Popen(
+            [sys.executable, "-c", SENDER, str(each), path, "2000"],
+            stdout=subprocess.DEVNULL) for path in sockets]
+        sink.stdout.readline()
+        for sender in senders:
+            sender.wait()
         return peakRss(relay.pid)
     finally:
         relay.terminate()
         relay.wait()
-        receiver.kill()
-        receiver.wait()
-
-
-def jailkitRelay(scratch):
-    """
-    jailkit's C relay: Debian's, or unpacked from its package (never the
-    jailtwist command on PATH).
-    """
-    return jailkit_package.cTool("jk_socketd", scratch)
+        stopSink(sink)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--count", type=int, default=100000)
+    parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--venv", default=os.environ.get(
         "JAILTWIST_VENV", "/opt/jailtwist"))
     parser.add_argument("--no-jailkit", action="store_true",
                         help="do not run jailkit's relay to compare")
+    parser.add_argument("--no-rss", action="store_true",
+                        help="skip the 100-socket RSS measurement")
+    parser.add_argument("--wrap", default="",
+                        help="a command line to run jailtwist's relay under, "
+                        "for profiling (e.g. 'py-spy record -f raw -o F --'"
+                        "); its CPU figures are then the wrapper's")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root (it binds /dev/log in a private "
@@ -196,31 +252,54 @@ def main():
         jailSocket = f"{root}/jail/dev/log"
         ini = f"{root}/jk_socketd.ini"
         writeIni(ini, [jailSocket])
-        ours, oursRss, oursCpu = runRelay(
-            [f"{args.venv}/bin/jk_socketd", "-n", "--config", ini],
-            jailSocket, args.count)
-        print(f"jailtwist jk_socketd: {ours:,.0f} msg/s, "
-              f"{oursCpu:.2f} us CPU/msg, peak RSS {oursRss:.1f} MB "
-              f"({args.count:,} x {SIZE} bytes)")
+        contenders = [("jailtwist", args.wrap.split() + [
+            f"{args.venv}/bin/jk_socketd", "-n", "--config", ini])]
         if not args.no_jailkit:
-            c = jailkitRelay(root)
+            c = jailkit_package.cTool("jk_socketd", root)
             # jailkit reads /etc/jailkit/jk_socketd.ini and chroots there;
-            # give it a private one (interval 0.01 s is its smallest, so
-            # 1e6 bytes per 10 ms cannot bind).
+            # give it a private one with its largest limits (base 1e6 and
+            # peak 1e7 bytes per 0.01 s: 1e8 bytes/s cannot bind; ours
+            # have 1e9 bytes per second).
             etc = f"{root}/etc-jailkit"
             os.makedirs(etc)
-            writeIni(f"{etc}/jk_socketd.ini", [jailSocket], "0.01")
+            writeIni(f"{etc}/jk_socketd.ini", [jailSocket], "0.01",
+                     10 ** 6, 10 ** 7)
             subprocess.run(["mount", "--bind", etc, "/etc/jailkit"],
                            check=True)
-            os.unlink(jailSocket)
-            theirs, theirsRss, theirsCpu = runRelay([c, "-n"], jailSocket,
-                                                    args.count)
-            print(f"jailkit jk_socketd:   {theirs:,.0f} msg/s, "
-                  f"{theirsCpu:.2f} us CPU/msg, peak RSS {theirsRss:.1f} MB")
-            print(f"ratio jailtwist/jailkit: {ours / theirs:.2f}")
-        rss = manySockets(args.venv, root)
-        print(f"jailtwist jk_socketd with 100 sockets: peak RSS {rss:.1f} MB "
-              f"(target < 40 MB)")
+            contenders.append(("jailkit", [c, "-n"]))
+        print(f"{args.count:,} datagrams of {SIZE} bytes per run, blocking "
+              f"sender and sink in their own processes")
+        print(f"{'round':>5}  {'relay':<10} {'msg/s':>10} {'us CPU/msg':>11}"
+              f" {'peak RSS MB':>12}")
+        results = {name: [] for name, _ in contenders}
+        for number in range(1, args.rounds + 1):
+            # Alternate which goes first, so neither always runs on a
+            # machine just warmed (or just loaded) by the other.
+            order = contenders if number % 2 else contenders[::-1]
+            for name, argv in order:
+                if os.path.exists(jailSocket):
+                    os.unlink(jailSocket)
+                rate, cpu, rss = runRelay(argv, jailSocket, args.count, root)
+                results[name].append((rate, cpu))
+                print(f"{number:>5}  {name:<10} {rate:>10,.0f} {cpu:>11.2f}"
+                      f" {rss:>12.1f}", flush=True)
+        for name, runs in results.items():
+            print(f"{name}: median {statistics.median(r for r, _ in runs):,.0f}"
+                  f" msg/s, {statistics.median(c for _, c in runs):.2f} us "
+                  f"CPU/msg")
+        if "jailkit" in results:
+            ratios = [ours[0] / theirs[0] for ours, theirs in
+                      zip(results["jailtwist"], results["jailkit"])]
+            cpus = [ours[1] / theirs[1] for ours, theirs in
+                    zip(results["jailtwist"], results["jailkit"])]
+            print(f"ratio jailtwist/jailkit msg/s per round: "
+                  f"{', '.join(f'{r:.2f}' for r in ratios)} "
+                  f"(median {statistics.median(ratios):.2f}); CPU/msg ratio "
+                  f"median {statistics.median(cpus):.2f}")
+        if not args.no_rss:
+            rss = manySockets(args.venv, root)
+            print(f"jailtwist jk_socketd with 100 sockets (100 senders of "
+                  f"100 x 2000 B): peak RSS {rss:.1f} MB (target < 40 MB)")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

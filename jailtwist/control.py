@@ -16,6 +16,8 @@ Commands (all defined here, so a client needs only this module):
     connection (probe planted, fired, command finished, probe lost, jail
     gone, logins through the login service and their refusals, and
     whatever later services publish).
+  - L{RelayBooks}: what the C{jk_socketd} relays did with every datagram
+    they read; admins and event readers.
 
 Who the peer is comes from the kernel (C{SO_PEERCRED}, C{SO_PEERGROUPS}),
 never from anything the peer says.  A peer on a transport without
@@ -208,6 +210,27 @@ class ListJails(ControlCommand):
         (b"initPid", amp.Integer()),
         (b"isolation", amp.Unicode()),
     ]))]
+    errors = _ERRORS
+
+
+_BOOK_FIELDS = [(b"read", amp.Integer()), (b"handed", amp.Integer()),
+                (b"held", amp.Integer()), (b"dropped", amp.Integer()),
+                (b"empty", amp.Integer())]
+
+
+class RelayBooks(ControlCommand):
+    """
+    The books of the C{jk_socketd} relays, per socket and in total: read =
+    handed (to the host syslog) + held + dropped (C{drop} mode) + empty.
+    C{queued} counts what was handed on but still waits for the host
+    syslog, C{refused} what it refused outright.
+    """
+    arguments = []
+    response = [(b"sockets", amp.AmpList(
+        [(b"socket", amp.Unicode())] + _BOOK_FIELDS
+        + [(b"balanced", amp.Boolean())]))] + _BOOK_FIELDS + [
+        (b"balanced", amp.Boolean()), (b"queued", amp.Integer()),
+        (b"refused", amp.Integer()), (b"reconnects", amp.Integer())]
     errors = _ERRORS
 
 
@@ -430,6 +453,17 @@ class IJailDirectory(Interface):
         """
 
 
+class IRelayBooks(Interface):
+    """
+    What the control channel needs from the relays for L{RelayBooks}.
+    """
+
+    def books():
+        """
+        @return: a C{dict} with the keys of L{RelayBooks}'s response.
+        """
+
+
 class ProbeRequest:
     """
     A client's L{AttachProbe} arguments, checked.
@@ -565,6 +599,13 @@ class ControlProtocol(amp.AMP):
             raise NotServed("this daemon has no jail registry")
         return {"jails": self.factory.jails.jails()}
 
+    @RelayBooks.responder
+    def relayBooks(self):
+        self._requireWatcher("reading the relay books")
+        if self.factory.relays is None:
+            raise NotServed("this daemon runs no jk_socketd relays")
+        return self.factory.relays.books()
+
     @Subscribe.responder
     def subscribe(self, kinds=None):
         self._requireWatcher("reading events")
@@ -601,15 +642,17 @@ class ControlFactory(Factory):
     Makes L{ControlProtocol}s sharing the services one daemon runs.
 
     @ivar services: names of the services this daemon runs (for L{Ping}).
+    @ivar relays: an L{IRelayBooks} (the relays), or C{None}.
     @ivar credentialsOf: how to learn a transport's peer; tests replace it.
     """
 
     def __init__(self, events, authorization=None, probes=None, jails=None,
-                 services=(), credentialsOf=peerCredentials):
+                 services=(), credentialsOf=peerCredentials, relays=None):
         self.events = events
         self.authorization = authorization or Authorization()
         self.probes = probes
         self.jails = jails
+        self.relays = relays
         self.services = tuple(services)
         self.credentialsOf = credentialsOf
 
@@ -744,6 +787,26 @@ def pingSocket(path, timeout=3.0):
         return int(answer[b"pid"])
     finally:
         sock.close()
+
+
+def askSocket(path, command, timeout=10.0):
+    """
+    Ask the daemon on the unix socket C{path} an argument-free C{command}
+    without a reactor (for scripts and tests).
+
+    @return: the parsed answer.
+    @raise amp.RemoteAmpError: the daemon answered with an error.
+    """
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        sock.sendall(_encodeBox({b"_command": command.commandName,
+                                 b"_ask": b"1"}))
+        answer = _readBox(sock)
+    if b"_error" in answer:
+        raise amp.RemoteAmpError(answer[b"_error_code"],
+                                 answer[b"_error_description"].decode())
+    return command.parseResponse(answer, None)
 
 
 def claimSocket(description):

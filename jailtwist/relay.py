@@ -23,7 +23,10 @@ from twisted.application.service import MultiService, Service
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger, formatEvent, globalLogPublisher
 
+from zope.interface import implementer
+
 from jailtwist.config import readIni
+from jailtwist.control import IRelayBooks
 from jailtwist.errors import JailtwistError
 from jailtwist.limiter import RateLimiter
 from jailtwist.mmsg import DatagramBatch
@@ -221,10 +224,18 @@ class RelaySocket(Service):
     the budget, it and the rest of its batch (at most 15 more) are held in
     order and the socket is not read again until they are all sent.
 
-    @ivar messages: datagrams forwarded.
-    @ivar bytes: bytes forwarded.
+    Its books always balance: C{read = messages + held + suppressed +
+    empty} (see L{books}).
+
+    @ivar read: datagrams read from the jail.
+    @ivar messages: datagrams handed to the host syslog socket (or to the
+        sink's queue while that is away).
+    @ivar bytes: bytes handed on.
     @ivar throttled: times the socket was paused for its limit.
     @ivar suppressed: datagrams discarded in C{drop} mode.
+    @ivar empty: empty datagrams, read and not relayed (there is nothing
+        to relay).
+    @ivar truncated: datagrams longer than the largest relayed, cut.
     """
 
     log = Logger()
@@ -247,8 +258,11 @@ class RelaySocket(Service):
         self._resumeCall = None
         self._suppressedInWindow = 0
         self._reportCall = None
+        self._size = self._batch.size
+        self._fd = -1
+        self._plain = settings.mark is None
         self.messages = self.bytes = self.throttled = 0
-        self.suppressed = self.truncated = 0
+        self.suppressed = self.truncated = self.read = self.empty = 0
 
     # Service
     def privilegedStartService(self):
@@ -277,7 +291,13 @@ class RelaySocket(Service):
         self._resumeCall = self._reportCall = None
         # Hand what is held to the sink's queue, budget or not: stopping
         # must not lose what was read.
-        while self._held and self.sink.send(self._held[0][0]):
+        while self._held:
+            entry = self._held[0]
+            if not entry[1] and self.settings.mark is not None:
+                entry[0] = markMessage(entry[0], self.settings.mark)
+                entry[1] = True
+            if not self.sink.send(entry[0]):
+                break
             self._countSent(self._held.popleft()[2])
         if self._held:
             self.log.warn("{socket}: {count} messages could not be handed "
@@ -290,9 +310,29 @@ class RelaySocket(Service):
             self._socket = None
         self.log.info(
             "{socket}: {messages} messages, {bytes} bytes relayed, throttled "
-            "{throttled} times, {suppressed} suppressed", socket=self.name,
-            messages=self.messages, bytes=self.bytes,
-            throttled=self.throttled, suppressed=self.suppressed)
+            "{throttled} times, {suppressed} suppressed; books: {read} read = "
+            "{messages} handed on + {held} held + {suppressed} dropped + "
+            "{empty} empty", socket=self.name, messages=self.messages,
+            bytes=self.bytes, throttled=self.throttled,
+            suppressed=self.suppressed, read=self.read, held=len(self._held),
+            empty=self.empty)
+
+    def books(self):
+        """
+        What this socket has done with what it read.
+
+        @return: a C{dict}: C{socket}, C{read}, C{handed} (to the host
+            syslog socket or the sink's queue), C{held} (read, waiting for
+            budget or room), C{dropped} (C{drop} mode), C{empty}, and
+            C{balanced}: whether C{read} is the sum of the other four.
+        """
+        books = {"socket": self.name, "read": self.read,
+                 "handed": self.messages, "held": len(self._held),
+                 "dropped": self.suppressed, "empty": self.empty}
+        books["balanced"] = books["read"] == (
+            books["handed"] + books["held"] + books["dropped"]
+            + books["empty"])
+        return books
 
     # IReadDescriptor
     def fileno(self):
@@ -306,6 +346,7 @@ class RelaySocket(Service):
 
     def startReading(self):
         if not self._reading and self._socket is not None:
+            self._fd = self._socket.fileno()
             self._reading = True
             self._reactor.addReader(self)
 
@@ -315,37 +356,75 @@ class RelaySocket(Service):
             self._reactor.removeReader(self)
 
     def doRead(self):
+        # A blocked sender refills the kernel queue while a batch is sent:
+        # reading again at once is cheaper than another reactor wake-up.
         for _ in range(_ROUNDS):
             if not self._readBatch() or self._held:
                 return
 
     def _readBatch(self):
         """
-        The hot path: one recvmmsg, the budget checked with plain
-        arithmetic, one sendmmsg straight to the syslog socket while nothing
-        is queued there.  Anything unusual takes the slow path.
+        The hot path: one recvmmsg; when the whole batch fits the budget,
+        nothing is held, no datagram is empty or cut and no mark is to be
+        inserted, one sendmmsg straight to the syslog socket.  Anything
+        else takes L{_sortBatch}.
 
-        @return: whether anything was read.
+        @return: how many datagrams were read.
         """
         batch = self._batch
-        got = batch.receive(self._socket.fileno())
-        if not got:
-            return False
-        limiter, sink, held = self.limiter, self.sink, self._held
+        lengths = batch.receive(self._fd)
+        count = len(lengths)
+        if not count:
+            return 0
+        self.read += count
+        if self._plain and not self._held:
+            total = sum(lengths)
+            if (total <= self.limiter.room() and min(lengths)
+                    and max(lengths) <= self._size):
+                direct = self.sink.directFd()
+                if direct is not None:
+                    self.limiter.spend(total)
+                    sent = batch.sendAll(direct, count)
+                    if sent == count:
+                        self.messages += count
+                        self.bytes += total
+                        return count
+                    self.messages += sent
+                    self.bytes += sum(lengths[:sent])
+                    self._sortBatch(lengths, sent, count)
+                    return count
+        self._sortBatch(lengths, 0, 0)
+        return count
+
+    def _sortBatch(self, lengths, start, admitted):
+        """
+        The slow path for slots C{start} onwards of the batch just read:
+        check each datagram against the budget (slots below C{admitted}
+        already were), forward what fits in order, and hold (or in C{drop}
+        mode discard) the rest.
+        """
+        batch, limiter, sink, held = (self._batch, self.limiter, self.sink,
+                                      self._held)
         mark = self.settings.mark
         drop = self.settings.overflow == "drop"
         room = limiter.room()
         fresh = limiter.used == 0
-        direct = sink.directFd() if mark is None else None
-        spent = messages = sent = 0
-        slow = []
+        spent = refused = 0
+        forward = []
         overBudget = False
-        for slot, (size, truncated) in enumerate(got):
-            if truncated:
+        for slot in range(start, len(lengths)):
+            size = lengths[slot]
+            if size > self._size:
                 self._truncated()
+                size = self._size
             if not size:
+                self.empty += 1
+                continue
+            if slot < admitted:
+                forward.append((slot, size))
                 continue
             if held or (size > room and not (fresh and not spent)):
+                refused += size
                 if drop and not held:
                     self._suppress()
                     continue
@@ -354,41 +433,40 @@ class RelaySocket(Service):
                 continue
             room -= size
             spent += size
-            if direct is not None:
-                batch.queue(slot, size)
-                slow.append((slot, size))
-            else:
-                slow.append((slot, size))
+            forward.append((slot, size))
         limiter.spend(spent)
-        start = 0
-        if direct is not None:
-            start = batch.send(direct)
-            messages += start
-            sent += sum(size for _, size in slow[:start])
-        refused = []
-        for slot, size in slow[start:]:
-            if refused:
-                refused.append([bytes(batch.data(slot, size)), True, size])
-                continue
+        if refused:
+            limiter.refuse(refused)
+        direct = sink.directFd() if mark is None else None
+        first = 0
+        if direct is not None and forward:
+            for slot, size in forward:
+                batch.queue(slot, size)
+            first = batch.send(direct)
+            self.messages += first
+            self.bytes += sum(size for _, size in forward[:first])
+        stuck = []
+        for slot, size in forward[first:]:
             data = batch.data(slot, size)
+            # Marked before it may be held: what is held as admitted is
+            # sent as it is.
             if mark is not None:
                 data = markMessage(data, mark)
+            if stuck:
+                stuck.append([bytes(data), True, size])
+                continue
             if sink.send(data):
-                messages += 1
-                sent += size
+                self._countSent(size)
             else:
-                refused.append([bytes(data), True, size])
+                stuck.append([bytes(data), True, size])
         # What the sink refused was read before what the budget held.
-        held.extendleft(reversed(refused))
-        self.messages += messages
-        self.bytes += sent
+        held.extendleft(reversed(stuck))
         if held:
             self.stopReading()
             if overBudget:
                 self._throttle()
-            elif refused:
+            elif stuck:
                 sink.whenRoom(self._resume)
-        return True
 
     def _countSent(self, size):
         self.messages += 1
@@ -397,7 +475,7 @@ class RelaySocket(Service):
     def _truncated(self):
         self.truncated += 1
         self.log.warn("{socket}: a datagram longer than {limit} bytes was "
-                      "cut", socket=self.name, limit=MAX_DATAGRAM)
+                      "cut", socket=self.name, limit=self._size)
 
     def _throttle(self):
         self.throttled += 1
@@ -481,6 +559,7 @@ def writePidfile(path):
                              f"{os.strerror(e.errno)}")
 
 
+@implementer(IRelayBooks)
 class RelayService(MultiService):
     """
     All the jail sockets of one C{jk_socketd}, forwarding to the host syslog.
@@ -546,8 +625,38 @@ class RelayService(MultiService):
             severity = _SEVERITY.get(getattr(level, "name", None), 6)
             self.sink.send(formatSyslog(text, severity=severity))
 
+    def books(self):
+        """
+        The books of every socket and their totals.
+
+        @return: a C{dict} with C{sockets} (each socket's
+            L{RelaySocket.books}), the totals C{read}, C{handed}, C{held},
+            C{dropped} and C{empty}, C{balanced} (every socket's books
+            balance), and the sink's C{queued} (handed on, waiting for the
+            host syslog), C{refused} (refused by it outright, logged) and
+            C{reconnects}.
+        """
+        sockets = [relay.books() for relay in self.sockets]
+        totals = {key: sum(each[key] for each in sockets)
+                  for key in ("read", "handed", "held", "dropped", "empty")}
+        totals.update(sockets=sockets,
+                      balanced=all(each["balanced"] for each in sockets),
+                      queued=self.sink.queued, refused=self.sink.refused,
+                      reconnects=self.sink.reconnects)
+        return totals
+
     def stopService(self):
         result = MultiService.stopService(self)
+        books = self.books()
+        self.log.info(
+            "books of {count} sockets: {read} read = {handed} handed to the "
+            "host syslog + {held} held + {dropped} dropped + {empty} empty "
+            "({state}); {queued} of those handed on still queued, {refused} "
+            "refused by the host syslog, {reconnects} reconnects",
+            count=len(books["sockets"]),
+            state="balanced" if books["balanced"] else "NOT balanced",
+            **{key: value for key, value in books.items()
+               if key not in ("sockets", "balanced")})
         if self.sink.queued:
             self.log.warn("{count} messages for the host syslog were still "
                           "queued at shutdown", count=self.sink.queued)

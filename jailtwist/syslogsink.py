@@ -84,6 +84,7 @@ class SyslogSink:
         self._delay = self.minDelay
         self._downSince = None
         self.delivered = 0
+        self.refused = 0
         self.reconnects = 0
 
     @property
@@ -171,6 +172,7 @@ class SyslogSink:
     def _undeliverable(self, data, error):
         # Only EMSGSIZE and friends end here: the syslog daemon can never
         # take this datagram, and holding it would stall the jail forever.
+        self.refused += 1
         self.log.error(
             "host syslog {path} refused a {size}-byte message: {error}",
             path=self.path, size=len(data), error=os.strerror(error.errno))
@@ -204,9 +206,10 @@ class SyslogSink:
                     self._trouble(e)
                     return
                 self._undeliverable(data, e)
+            else:
+                self.delivered += 1
             self._queue.popleft()
             self._queuedBytes -= len(data)
-            self.delivered += 1
         self._wakeWaiters()
 
     def _wakeWaiters(self):

@@ -6,15 +6,17 @@ Waiting here is for real external processes (rsyslogd, the relay); the
 relay's timing itself is tested with a fake clock in L{tests.test_relay}.
 """
 
+import json
 import os
 import signal
 import socket
 import subprocess
+import sys
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.harness import (isolated, jailParent, run, script, shortTempDir,
-                           startRsyslog, waitFor, waitForSocket)
+from tests.harness import (BIN, isolated, jailParent, run, script,
+                           shortTempDir, startRsyslog, waitFor, waitForSocket)
 
 
 def send(path, *datagrams):
@@ -185,6 +187,71 @@ class RelayTests(RelayTestMixin, SynchronousTestCase):
                         and self.syslog.lines(), what="the relayed line")
         self.assertTrue(any(line.startswith(f"jk_socketd[{pid}]: listening")
                             for line in lines), lines)
+
+
+class BooksTests(RelayTestMixin, SynchronousTestCase):
+    def test_controlChannel(self):
+        """
+        With C{--control} the relay answers L{RelayBooks} over AMP (after
+        it confined itself), and it logs the books when it stops.
+        """
+        from jailtwist.control import RelayBooks, askSocket, pingSocket
+        self.writeIni("base = 100\npeak = 100\ninterval = 60\n")
+        control = shortTempDir(self).child("ctl").path
+        relay = self.startRelay("--control", f"unix:{control}:mode=600")
+        waitFor(lambda: pingSocket(control), what="the control channel")
+        send(self.socket, syslogLine("t", "one"), b"",
+             syslogLine("t", "two " + "x" * 100))
+        books = waitFor(lambda: (lambda b: b["read"] == 3 and b)(
+            askSocket(control, RelayBooks)), what="three datagrams read")
+        self.assertEqual(
+            {key: books[key] for key in ("read", "handed", "held", "dropped",
+                                         "empty", "balanced")},
+            {"read": 3, "handed": 1, "held": 1, "dropped": 0, "empty": 1,
+             "balanced": True})
+        self.assertEqual(books["sockets"][0]["socket"], self.socket)
+        output = self.stopRelay(relay)
+        self.assertIn("books of 1 sockets: 3 read = 2 handed to the host "
+                      "syslog + 0 held + 0 dropped + 1 empty (balanced)",
+                      output)
+
+
+class SoakTests(SynchronousTestCase):
+    """
+    A short run of C{benchmarks/soak_socketd.py}: many jail sockets and
+    blocking senders, a real rsyslogd restarted under them, limits binding
+    on some sockets.
+    """
+
+    def test_soak(self):
+        isolated(self)
+        scriptPath = os.path.join(
+            os.path.dirname(os.path.dirname(os.path.realpath(__file__))),
+            "benchmarks", "soak_socketd.py")
+        if not os.path.exists(scriptPath):
+            self.fail(f"{scriptPath} is missing (run from the source tree)")
+        report = shortTempDir(self).child("soak.json")
+        result = subprocess.run(
+            [sys.executable, scriptPath, "--sockets", "20", "--messages",
+             "60", "--pause", "0.01", "--restarts", "2", "--every", "0.3",
+             "--gap", "0.2", "--per-process", "10", "--venv",
+             os.path.dirname(BIN.path), "--json", report.path],
+            capture_output=True, text=True, timeout=300)
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        figures = json.loads(report.getContent())
+        self.assertTrue(figures["ok"])
+        self.assertEqual(figures["sent"], 20 * 60)
+        self.assertEqual(figures["restarts"], 2)
+        self.assertTrue(figures["books"]["balanced"])
+        self.assertEqual(figures["books"]["read"], 20 * 60)
+        # Each restart the relay noticed (by a send after it) needed a
+        # reconnect; no relay restart.
+        self.assertGreaterEqual(figures["books"]["reconnects"], 1)
+        self.assertGreater(figures["books"]["dropped"], 0)
+        self.assertGreater(figures["throttled"], 0)
+        self.assertEqual(figures["duplicates"], {})
+        self.assertEqual(figures["outOfOrder"], [])
+        self.assertIn("restart 2:", result.stdout)
 
 
 class BadInputTests(SynchronousTestCase):

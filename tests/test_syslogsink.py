@@ -29,7 +29,7 @@ class Receiver:
         got = []
         while True:
             try:
-                got.append(self.sock.recv(65536))
+                got.append(self.sock.recv(1 << 20))
             except BlockingIOError:
                 return got
 

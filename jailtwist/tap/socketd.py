@@ -49,6 +49,9 @@ class Options(usage.Options):
          "the host syslog socket to relay to"],
         ["user", None, "nobody",
          "the account to become after binding (when started as root)"],
+        ["control", None, None,
+         "serve the control channel (the relays' books) on this endpoint, "
+         "e.g. unix:/run/jk_socketd.ctl:mode=600"],
     ]
     optFlags = [
         ["no-confine", None,
@@ -115,15 +118,36 @@ class Options(usage.Options):
 def makeService(options, reactor=None, logToSyslog=False, events=None):
     """
     @param events: an optional event stream for throttling events.
-    @return: a L{RelayService} for the sockets C{options} name.
+    @return: a L{RelayService} for the sockets C{options} name, with the
+        control channel as a child when C{--control} is given (it listens
+        before the relay confines itself).
     """
     if reactor is None:
         from twisted.internet import reactor
-    return RelayService(
+    control = options.get("control")
+    if control is not None:
+        from twisted.application import strports
+
+        from jailtwist.control import (ControlFactory, EventStream,
+                                       claimSocket, ipcEndpoint)
+        control = ipcEndpoint(control)
+        try:
+            claimSocket(control)
+        except JailtwistError as e:
+            raise SystemExit(f"jk_socketd: --control: {e}")
+        if events is None:
+            events = EventStream(reactor)
+    relays = RelayService(
         options["settings"], reactor, syslogPath=options["syslog"],
         user=options["user"], confine=not options["no-confine"],
         logToSyslog=logToSyslog, pidfile=options.get("pidfile"),
         events=events)
+    if control is not None:
+        factory = ControlFactory(events, relays=relays,
+                                 services=["jk_socketd"])
+        strports.service(control, factory, reactor=reactor).setServiceParent(
+            relays)
+    return relays
 
 
 __all__ = ["Options", "makeService", "OVERFLOW"]

@@ -129,6 +129,8 @@ def makeService(options, reactor=None):
                                      events=events)
         relays.setName("jk_socketd")
         relays.setServiceParent(parent)
+        # The control channel answers RelayBooks for these relays.
+        parent.getServiceNamed("control").factory.relays = relays
     if options.get("loginEndpoint"):
         from jailtwist import loginservice
         try:
