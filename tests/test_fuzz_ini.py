@@ -228,9 +228,8 @@ class ConsumerTests(SynchronousTestCase):
     @FUZZ
     @given(ANY_TEXT)
     def test_chrootlaunch(self, text):
-        from jailtwist.tools.launch import Options, isolationFor
-        options = Options()
-        options.parseOptions(["-j", "/srv/jail", "-x", "/bin/true"])
+        from jailtwist.tools.launch import isolationFor, parseOptions
+        options = parseOptions(["-j", "/srv/jail", "-x", "/bin/true"])
 
         def use(ini):
             for section in ini:
