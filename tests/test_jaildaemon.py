@@ -796,14 +796,16 @@ class SuiteTests(TestCase):
             f"[jk_socketd]\nenabled = yes\nconfig = {socketdIni.path}\n"
             f"syslog = {syslog.socket}\n".encode())
         log = directory.child("twistd.log").path
+        notify = harness.NotifySocket(self)
         process = subprocess.Popen(
             [harness.script("twistd"), "-n", "--pidfile=", "--logfile", log,
-             "jailtwist", "--config", ini.path])
+             "jailtwist", "--config", ini.path],
+            env=dict(os.environ, **notify.environ))
         self.addCleanup(process.wait)
         self.addCleanup(process.terminate)
-        harness.waitFor(lambda: os.path.exists(socket)
-                        and os.path.exists(f"{jail}/dev/log"),
-                        what="the control socket and the relay socket")
+        # Ready (sd_notify): the control socket listens and the relay's
+        # socket is bound; a file that exists may not be listening yet.
+        notify.waitFor("READY", process=process)
         ping = harness.run("jailtwist", "-f", socket, "ping")
         self.assertEqual(ping.returncode, 0, ping.stderr)
         self.assertIn(f"pid {process.pid} serving control, probes",

@@ -112,18 +112,26 @@ class Options(usage.Options):
                 if e.key else str(e))
 
 
-def makeService(options, reactor=None, logToSyslog=False, events=None):
+def makeService(options, reactor=None, logToSyslog=False, events=None,
+                notify=True):
     """
     @param events: an optional event stream for throttling events.
+    @param notify: end with the readiness notice for a service manager
+        (L{jailtwist.notify}); the suite sends its own.
     @return: a L{RelayService} for the sockets C{options} name.
     """
     if reactor is None:
         from twisted.internet import reactor
-    return RelayService(
+    relay = RelayService(
         options["settings"], reactor, syslogPath=options["syslog"],
         user=options["user"], confine=not options["no-confine"],
         logToSyslog=logToSyslog, pidfile=options.get("pidfile"),
         events=events)
+    if notify:
+        from jailtwist.notify import ReadinessService, ServiceNotifier
+        ReadinessService(ServiceNotifier(), "relaying", reactor
+                         ).setServiceParent(relay)
+    return relay
 
 
 __all__ = ["Options", "makeService", "OVERFLOW"]
