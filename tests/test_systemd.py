@@ -20,7 +20,7 @@ import subprocess
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests import harness
+from tests import harness, test_loginservice
 from tests.test_socketd import send, syslogLine
 
 UNITS = ("jk-socketd.service", "jailtwist.service", "jaildaemon.service",
@@ -46,7 +46,7 @@ def readUnit(name):
     return settings
 
 
-def unitCommand(name, replace=None, variables=None):
+def unitCommand(name, replace=None, variables=None, without=()):
     """
     The unit's ExecStart as argv, run the way the unit confines it: setpriv
     with the unit's capability bounding set and no_new_privs.
@@ -54,21 +54,31 @@ def unitCommand(name, replace=None, variables=None):
     @param replace: whole words of ExecStart to replace (a config path).
     @param variables: values of C{$NAME} words, split at spaces as systemd
         splits an unquoted C{$NAME}.
+    @param without: capabilities to leave out of the unit's bounding set.
     """
-    unit = readUnit(name)
     argv = []
-    for word in shlex.split(unit["ExecStart"][-1]):
+    for word in shlex.split(readUnit(name)["ExecStart"][-1]):
         if word.startswith("$"):
             argv += (variables or {}).get(word[1:], "").split()
         else:
             argv.append((replace or {}).get(word, word))
-    caps = unit["CapabilityBoundingSet"][-1].split()
+    return unitConfinement(name, without) + argv
+
+
+def unitConfinement(name, without=()):
+    """
+    setpriv words that give a command the unit's capability bounding set
+    (less C{without}) and its no_new_privs, as systemd would.
+    """
+    unit = readUnit(name)
+    caps = [cap for cap in unit["CapabilityBoundingSet"][-1].split()
+            if cap not in without]
     bounding = ",".join(["-all"] + [
         "+" + cap.lower().removeprefix("cap_") for cap in caps])
     prefix = [shutil.which("setpriv"), "--bounding-set", bounding]
     if unit.get("NoNewPrivileges", ["no"])[-1] == "yes":
         prefix.append("--no-new-privs")
-    return prefix + ["--"] + argv
+    return prefix + ["--"]
 
 
 class Daemon:
@@ -189,28 +199,49 @@ class ReadinessTests(SynchronousTestCase):
     def setUp(self):
         harness.isolated(self)
 
-    def test_jkSocketd(self):
+    def relay(self, without=()):
         """
-        READY=1 (over an abstract-namespace NOTIFY_SOCKET) once the jail's
-        socket is bound and the relay has confined itself; a message sent
-        right after is relayed.
+        jk-socketd.service's command for one jail socket, relaying to a
+        real rsyslogd.
+
+        @return: the started L{Daemon}, the jail socket's path and the
+            L{harness.Rsyslog}.
         """
         syslog = harness.startRsyslog(self)
         jail = harness.jailParent(self).child("jail")
         jail.child("dev").makedirs()
         ini = harness.shortTempDir(self).child("jk_socketd.ini")
         ini.setContent(f"[{jail.path}/dev/log]\nbase = 4096\n".encode())
-        argv = unitCommand("jk-socketd.service",
+        argv = unitCommand("jk-socketd.service", without=without,
                            replace={"/etc/jailkit/jk_socketd.ini": ini.path})
         daemon = Daemon(self, argv + ["--syslog", syslog.socket],
                         abstract=True)
+        return daemon, jail.child("dev").child("log").path, syslog
+
+    def test_jkSocketd(self):
+        """
+        READY=1 (over an abstract-namespace NOTIFY_SOCKET) once the jail's
+        socket is bound and the relay has confined itself; a message sent
+        right after is relayed.
+        """
+        daemon, path, syslog = self.relay()
         ready = daemon.waitReady()
         self.assertEqual(ready["STATUS"], "relaying")
-        send(jail.child("dev").child("log").path,
-             syslogLine("unit", "ready means relaying"))
+        send(path, syslogLine("unit", "ready means relaying"))
         self.assertEqual(syslog.waitForLines(1), ["unit: ready means relaying"])
         self.assertIn("as nobody, no groups", daemon.log())
         daemon.stop()
+
+    def test_boundingSetMatters(self):
+        """
+        The emulation of the unit's confinement bites: without
+        CAP_SYS_CHROOT the relay cannot confine itself and never reports
+        ready.
+        """
+        daemon, _, _ = self.relay(without=("CAP_SYS_CHROOT",))
+        self.assertNotEqual(daemon.process.wait(60), 0)
+        self.assertIsNone(daemon.notify.receive(0))
+        self.assertIn("chroot", daemon.log())
 
     def test_suite(self):
         """
@@ -391,3 +422,64 @@ class SocketActivationTests(SynchronousTestCase):
         self.assertEqual(daemon.process.wait(60), 1)
         self.assertIn("Accept=no", daemon.log())
         self.assertIsNone(daemon.notify.receive(0))
+
+
+class UnitProbeTests(SynchronousTestCase):
+    """
+    A probe planted in a running isolated jail by the daemon started as
+    jaildaemon.service confines it: it fires the host command.
+    """
+
+    def setUp(self):
+        harness.isolated(self)
+        from tests.test_launch import busyboxJail, killJail
+        self.jail = busyboxJail(self, probe=False)
+        self.pidfile = harness.shortTempDir(self).child("jail.pid").path
+        launcher = subprocess.Popen(
+            [harness.script("jk_chrootlaunch"), "-j", self.jail,
+             "--isolate", "--name", "unitjail", "-p", self.pidfile, "-x",
+             "/bin/busybox", "--", "sleep", "600"],
+            stderr=subprocess.DEVNULL)
+        self.addCleanup(launcher.wait)
+        self.addCleanup(killJail, self.pidfile)
+        harness.waitFor(lambda: os.path.exists(self.pidfile)
+                        and open(self.pidfile).read().strip(),
+                        what="the jail's pid")
+        self.initPid = int(open(self.pidfile).read())
+
+    def test_probeFires(self):
+        from tests.test_jaildaemon import PKILL
+        directory = harness.shortTempDir(self)
+        control = directory.child("ctl").path
+        out = directory.child("out")
+        ini = directory.child("jailtwist.ini")
+        ini.setContent(f"[control]\nipc = unix:{control}:mode=600\n".encode())
+        daemon = Daemon(self, unitCommand(
+            "jaildaemon.service",
+            replace={"/etc/jailtwist/jailtwist.ini": ini.path}))
+        daemon.waitReady()
+        result = harness.run("jaildaemon", "-f", control, "-c",
+                             f"echo fired >> {out.path}", "-j", "unitjail",
+                             "-t", "UNIT_PROBE")
+        self.assertEqual(result.returncode, 0, result.stderr + daemon.log())
+        killed = subprocess.run(
+            ["nsenter", "-t", str(self.initPid), "-a", "/bin/busybox", "sh",
+             "-c", PKILL, "sh", "UNIT_PROBE"],
+            capture_output=True, text=True, timeout=60)
+        self.assertEqual(killed.stdout.strip(), "1", killed)
+        harness.waitFor(lambda: out.exists() and out.getContent(),
+                        what="the host command's output")
+        self.assertEqual(out.getContent(), b"fired\n")
+        daemon.stop()
+
+
+class UnitLoginTests(test_loginservice.ServiceLoginTests):
+    """
+    The login service's own tests, with the suite confined as
+    jailtwist.service confines it (its bounding set and no_new_privs).
+    """
+
+    def setUp(self):
+        test_loginservice.LoginTestCase.setUp(self)
+        self.service = test_loginservice.Suite(
+            self, self.syslog, prefix=unitConfinement("jailtwist.service"))
