@@ -263,3 +263,22 @@ class NotifySocket:
                     f"{key}={value}; got {self.messages}")
         raise AssertionError(f"no {key}={value} within {timeout}s; got "
                              f"{self.messages}")
+
+
+def waitRegistered(name, timeout=15.0):
+    """
+    Wait until a launched jail named C{name} is in the registry of running
+    jails: C{jk_chrootlaunch} registers it once it is set up (its pidfile
+    is written before that, so the pidfile is no sign of readiness).
+
+    @return: its L{jailtwist.registry.JailRecord}.
+    """
+    from jailtwist.registry import JailRegistry
+    registry = JailRegistry()
+
+    def registered():
+        for record in registry.entries():
+            if record.name == name:
+                return record
+        return None
+    return waitFor(registered, timeout, f"jail {name!r} to be registered")

@@ -606,9 +606,7 @@ class NamespacedJailTests(TestCase):
             stderr=subprocess.DEVNULL)
         self.addCleanup(self.launcher.wait)
         self.addCleanup(killJail, self.pidfile)
-        harness.waitFor(lambda: os.path.exists(self.pidfile),
-                        what="the jail's pidfile")
-        self.initPid = int(open(self.pidfile).read())
+        self.initPid = harness.waitRegistered("nsjail").initPid
         self.daemon = Daemon(self).start()
         self.out = self.daemon.directory.child("out")
 

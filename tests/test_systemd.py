@@ -442,10 +442,7 @@ class UnitProbeTests(SynchronousTestCase):
             stderr=subprocess.DEVNULL)
         self.addCleanup(launcher.wait)
         self.addCleanup(killJail, self.pidfile)
-        harness.waitFor(lambda: os.path.exists(self.pidfile)
-                        and open(self.pidfile).read().strip(),
-                        what="the jail's pid")
-        self.initPid = int(open(self.pidfile).read())
+        self.initPid = harness.waitRegistered("unitjail").initPid
 
     def test_probeFires(self):
         from tests.test_jaildaemon import PKILL
