@@ -156,6 +156,24 @@ class VerifyTests(SynchronousTestCase):
             ok, result = self.verify(path)
             self.assertTrue(ok, (path, result))
 
+    def test_exposure(self):
+        """
+        systemd's own rating of each service's sandbox (systemd-analyze
+        security, offline) stays where the units put it: a setting dropped
+        by mistake raises it over the bound.
+        """
+        bounds = {"jk-socketd.service": 2.5, "skd@echo.service": 3.6,
+                  "jaildaemon.service": 4.7, "jailtwist.service": 5.0}
+        for name, bound in bounds.items():
+            result = subprocess.run(
+                [self.analyze, "security", "--offline=yes", "--no-pager",
+                 unitDirectory().child(name).path],
+                capture_output=True, text=True, timeout=120, cwd="/")
+            [line] = [line for line in result.stdout.splitlines()
+                      if "Overall exposure level" in line]
+            level = float(line.split(":")[1].split()[0])
+            self.assertLessEqual(level, bound, (name, line))
+
     def test_venvWrittenIn(self):
         """
         ExecStart names this venv's commands (bootstrap.sh substituted
