@@ -76,10 +76,9 @@ class Daemon:
                              self.ipc, "-l", self.log)
         self.testCase.assertEqual(result.returncode, 0, result.stderr)
         self.testCase.addCleanup(self.stop)
+        # jaildaemon -D returns once the daemon serves (twistd's parent
+        # waits for the started application), its pidfile written before.
         harness.waitForSocket(self.socket, what="the daemon's socket")
-        harness.waitFor(lambda: os.path.exists(self.pidfile)
-                        and open(self.pidfile).read().strip(),
-                        what="the daemon's pidfile")
         self.pid = int(open(self.pidfile).read())
         return self
 
