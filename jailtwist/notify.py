@@ -140,6 +140,7 @@ def whenListening(endpointService):
     changing the result its own C{stopService} waits for.
     """
     from twisted.internet import defer
+    from twisted.python.failure import Failure
     # Twisted documents this attribute (C{@ivar}) but offers no public way.
     waiting = getattr(endpointService, "_waitingForPort", None)
     if waiting is None:
@@ -147,7 +148,7 @@ def whenListening(endpointService):
     result = defer.Deferred()
 
     def passOn(port):
-        result.callback(port if not isinstance(port, Exception) else None)
+        result.callback(None if isinstance(port, Failure) else port)
         return port
     waiting.addBoth(passOn)
     return result
@@ -189,7 +190,8 @@ class ReadinessService(service.Service):
     def _listening(self, results, ports):
         failed = [each for each, port in zip(ports, results) if port is None]
         if failed:
-            where = ", ".join(str(each.endpoint) for each in failed)
+            where = ", ".join(each.name or str(each.endpoint)
+                              for each in failed)
             self.notifier.notify(STATUS=f"could not listen: {where}")
             self.log.error("not ready: could not listen on {where}; "
                            "stopping", where=where)
