@@ -21,7 +21,7 @@ RUNTIME_PACKAGES="python3 python3-venv rsyslog util-linux bsdutils iproute2 proc
 # busybox for small jails, programs the shipped jk_init sections copy).
 TEST_PACKAGES="openssh-server openssh-client busybox-static rsync git procmail
  nano vim-tiny less iputils-ping netcat-openbsd wget curl ncurses-term
- gcc libc6-dev bzip2 procps apparmor"
+ gcc libc6-dev bzip2 procps apparmor systemd"
 
 apt_install() {
     missing=""
@@ -83,6 +83,7 @@ print(" ".join(e.name for e in distribution("jailtwist").entry_points
     done
     ln -sf "$VENV/bin/twistd" /usr/local/sbin/twistd
     install_apparmor
+    install_systemd
     for dir in jailkit jailtwist; do
         mkdir -p "/etc/$dir"
         for ini in "$SRC/etc/$dir"/*.ini; do
@@ -118,6 +119,30 @@ install_apparmor() {
         apparmor_parser -r -W /etc/apparmor.d/jailtwist-login \
             || { echo "jailtwist: apparmor_parser could not load /etc/apparmor.d/jailtwist-login" >&2; exit 1; }
         echo "jailtwist: loaded the AppArmor profiles of the login commands (/etc/apparmor.d/jailtwist-login)"
+    fi
+}
+
+# The systemd units (etc/systemd/), with the venv's bin/ written into their
+# ExecStart lines: rendered into $VENV/etc/systemd/system/ (what the tests
+# verify) and installed into /etc/systemd/system/, never enabled or started.
+# systemd re-reads units only when it is PID 1 (/run/systemd/system exists).
+install_systemd() {
+    case "$VENV" in
+        *[!A-Za-z0-9/._+-]*)
+            echo "jailtwist: not writing systemd units: the venv path '$VENV' would need" \
+                 "quoting in ExecStart; install into a plain path such as /opt/jailtwist" >&2
+            return 0 ;;
+    esac
+    mkdir -p "$VENV/etc/systemd/system" /etc/systemd/system /etc/jailtwist/skd
+    for unit in "$SRC"/etc/systemd/*.service "$SRC"/etc/systemd/*.socket; do
+        name=$(basename "$unit")
+        sed "s|@BIN@|$VENV/bin|g" "$unit" > "$VENV/etc/systemd/system/$name.tmp"
+        mv "$VENV/etc/systemd/system/$name.tmp" "$VENV/etc/systemd/system/$name"
+        install -m 0644 "$VENV/etc/systemd/system/$name" "/etc/systemd/system/$name"
+    done
+    if [ -d /run/systemd/system ]; then
+        systemctl daemon-reload \
+            || { echo "jailtwist: systemctl daemon-reload failed" >&2; exit 1; }
     fi
 }
 

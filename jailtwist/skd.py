@@ -36,6 +36,7 @@ from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
 
 from jailtwist.errors import JailtwistError
+from jailtwist.notify import MANAGER_VARIABLES
 
 log = Logger(namespace="jailtwist.skd")
 
@@ -390,6 +391,87 @@ class EndpointListener:
 
 
 
+@implementer(IListener)
+class InheritedListener:
+    """
+    The one socket a service manager passed by socket activation (systemd's
+    C{LISTEN_PID}, C{LISTEN_FDS}, C{LISTEN_FDNAMES}; the socket is
+    descriptor 3).  Its family and type come from the socket itself, so a
+    C{ListenStream=} of any family and a C{ListenDatagram=} are all served
+    the same way (a datagram socket in inetd's "wait" mode).
+    """
+
+    FIRST = 3
+    socket = None
+    stream = True
+
+    def __init__(self, environ=None, getpid=os.getpid):
+        self._environ = os.environ if environ is None else environ
+        self._getpid = getpid
+        self._name = None
+
+    def describe(self):
+        if self.socket is None:
+            return "the socket-activation socket"
+        try:
+            address = self.socket.getsockname()
+        except OSError:
+            address = "?"
+        if isinstance(address, tuple):
+            address = _hostPort(address)
+        elif not address:
+            address = "an unnamed socket"
+        name = f" ({self._name})" if self._name else ""
+        return f"{address}{name}, passed as fd {self.FIRST}"
+
+    def bind(self):
+        environ = self._environ
+        if environ.get("LISTEN_PID") != str(self._getpid()):
+            raise JailtwistError(
+                "--activated: no socket was passed to this process (LISTEN_PID "
+                "is not its pid): start skd from a socket unit such as "
+                "skd@NAME.socket")
+        count = environ.get("LISTEN_FDS", "")
+        if count != "1":
+            raise JailtwistError(
+                f"--activated serves exactly one socket, but LISTEN_FDS is "
+                f"{count!r}: give the socket unit one Listen line")
+        names = environ.get("LISTEN_FDNAMES", "").split(":")
+        self._name = names[0] if names[0] else None
+        try:
+            st = os.fstat(self.FIRST)
+        except OSError as e:
+            raise JailtwistError(f"--activated: fd {self.FIRST}: {e.strerror}")
+        if not stat.S_ISSOCK(st.st_mode):
+            raise JailtwistError(f"--activated: fd {self.FIRST} is not a "
+                                 f"socket")
+        sock = socket.socket(fileno=self.FIRST)
+        if sock.type not in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+            sock.detach()
+            raise JailtwistError("--activated: the socket is neither a "
+                                 "stream nor a datagram socket")
+        self.stream = sock.type == socket.SOCK_STREAM
+        if self.stream and not sock.getsockopt(socket.SOL_SOCKET,
+                                               socket.SO_ACCEPTCONN):
+            sock.detach()
+            raise JailtwistError(
+                "--activated: the stream socket is not listening (the socket "
+                "unit must say Accept=no: skd accepts connections itself)")
+        os.set_inheritable(self.FIRST, False)
+        self.socket = sock
+
+    def listen(self):
+        # Listening already, with the socket unit's Backlog=.
+        pass
+
+    def close(self):
+        # The socket's file, if any, belongs to the service manager.
+        if self.socket is not None:
+            self.socket.close()
+            self.socket = None
+
+
+
 def connectionEnvironment(connection, remote):
     """
     The variables skd sets for a stream connection.
@@ -441,13 +523,14 @@ def datagramEnvironment(family, sender):
 
 def baseEnvironment(environ=None):
     """
-    skd's own environment without any connection or socket-activation
-    variables.
+    skd's own environment without any connection, socket-activation or
+    service-manager variables (a handler must not notify as skd).
     """
     if environ is None:
         environ = os.environ
     return {k: v for k, v in environ.items()
-            if k not in CONNECTION_VARIABLES and k not in ACTIVATION_VARIABLES}
+            if k not in CONNECTION_VARIABLES and k not in ACTIVATION_VARIABLES
+            and k not in MANAGER_VARIABLES}
 
 
 

@@ -205,3 +205,80 @@ def startRsyslog(testCase):
     syslog.start()
     testCase.addCleanup(syslog.stop)
     return syslog
+
+
+class NotifySocket:
+    """
+    What systemd gives a C{Type=notify} service: a datagram socket named by
+    C{NOTIFY_SOCKET} (a path, or C{@name} in the abstract namespace), here
+    bound by the test, which reads the daemon's C{sd_notify} messages.
+
+    @ivar environ: the variable to add to the daemon's environment.
+    """
+
+    def __init__(self, testCase, abstract=False):
+        self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        testCase.addCleanup(self.socket.close)
+        if abstract:
+            name = f"jailtwist-notify-{os.getpid()}-{id(self)}"
+            self.socket.bind("\0" + name)
+            self.address = "@" + name
+        else:
+            self.address = shortTempDir(testCase).child("notify").path
+            self.socket.bind(self.address)
+        self.environ = {"NOTIFY_SOCKET": self.address}
+        self.messages = []
+
+    def receive(self, timeout=15.0):
+        """
+        @return: the next message as a C{dict} of its C{KEY=VALUE} lines, or
+            L{None} when nothing came within C{timeout}.
+        """
+        if not select.select([self.socket], [], [], timeout)[0]:
+            return None
+        data = self.socket.recv(4096).decode()
+        message = dict(line.split("=", 1) for line in data.splitlines()
+                       if "=" in line)
+        self.messages.append(message)
+        return message
+
+    def waitFor(self, key, value="1", timeout=15.0, process=None):
+        """
+        Wait for a message with C{key=value} (C{READY=1}), failing when the
+        daemon exits first or nothing comes in time.
+
+        @return: that message.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            message = self.receive(min(0.2, deadline - time.monotonic()))
+            if message is not None and message.get(key) == value:
+                return message
+            if process is not None and process.poll() is not None:
+                message = self.receive(0)
+                if message is not None and message.get(key) == value:
+                    return message
+                raise AssertionError(
+                    f"the daemon exited ({process.returncode}) before "
+                    f"{key}={value}; got {self.messages}")
+        raise AssertionError(f"no {key}={value} within {timeout}s; got "
+                             f"{self.messages}")
+
+
+def waitRegistered(name, timeout=15.0):
+    """
+    Wait until a launched jail named C{name} is in the registry of running
+    jails: C{jk_chrootlaunch} registers it once it is set up (its pidfile
+    is written before that, so the pidfile is no sign of readiness).
+
+    @return: its L{jailtwist.registry.JailRecord}.
+    """
+    from jailtwist.registry import JailRegistry
+    registry = JailRegistry()
+
+    def registered():
+        for record in registry.entries():
+            if record.name == name:
+                return record
+        return None
+    return waitFor(registered, timeout, f"jail {name!r} to be registered")

@@ -76,10 +76,9 @@ class Daemon:
                              self.ipc, "-l", self.log)
         self.testCase.assertEqual(result.returncode, 0, result.stderr)
         self.testCase.addCleanup(self.stop)
+        # jaildaemon -D returns once the daemon serves (twistd's parent
+        # waits for the started application), its pidfile written before.
         harness.waitForSocket(self.socket, what="the daemon's socket")
-        harness.waitFor(lambda: os.path.exists(self.pidfile)
-                        and open(self.pidfile).read().strip(),
-                        what="the daemon's pidfile")
         self.pid = int(open(self.pidfile).read())
         return self
 
@@ -606,9 +605,7 @@ class NamespacedJailTests(TestCase):
             stderr=subprocess.DEVNULL)
         self.addCleanup(self.launcher.wait)
         self.addCleanup(killJail, self.pidfile)
-        harness.waitFor(lambda: os.path.exists(self.pidfile),
-                        what="the jail's pidfile")
-        self.initPid = int(open(self.pidfile).read())
+        self.initPid = harness.waitRegistered("nsjail").initPid
         self.daemon = Daemon(self).start()
         self.out = self.daemon.directory.child("out")
 
@@ -796,14 +793,16 @@ class SuiteTests(TestCase):
             f"[jk_socketd]\nenabled = yes\nconfig = {socketdIni.path}\n"
             f"syslog = {syslog.socket}\n".encode())
         log = directory.child("twistd.log").path
+        notify = harness.NotifySocket(self)
         process = subprocess.Popen(
             [harness.script("twistd"), "-n", "--pidfile=", "--logfile", log,
-             "jailtwist", "--config", ini.path])
+             "jailtwist", "--config", ini.path],
+            env=dict(os.environ, **notify.environ))
         self.addCleanup(process.wait)
         self.addCleanup(process.terminate)
-        harness.waitFor(lambda: os.path.exists(socket)
-                        and os.path.exists(f"{jail}/dev/log"),
-                        what="the control socket and the relay socket")
+        # Ready (sd_notify): the control socket listens and the relay's
+        # socket is bound; a file that exists may not be listening yet.
+        notify.waitFor("READY", process=process)
         ping = harness.run("jailtwist", "-f", socket, "ping")
         self.assertEqual(ping.returncode, 0, ping.stderr)
         self.assertIn(f"pid {process.pid} serving control, probes",

@@ -841,7 +841,10 @@ class Suite:
     by a test, and an event reader on its control channel.
     """
 
-    def __init__(self, testCase, syslog):
+    def __init__(self, testCase, syslog, prefix=()):
+        """
+        @param prefix: words to run twistd under (a unit's confinement).
+        """
         self.testCase = testCase
         directory = harness.shortTempDir(testCase)
         self.control = directory.child("ctl").path
@@ -852,13 +855,19 @@ class Suite:
             f"[probes]\nenabled = no\n\n[login]\n"
             f"endpoint = unix:{self.socket}:mode=0666\n".encode())
         self.log = directory.child("twistd.log").path
+        notify = harness.NotifySocket(testCase)
         self.process = subprocess.Popen(
-            withDevLog(testCase, syslog, WITH_PTYS +
+            withDevLog(testCase, syslog, WITH_PTYS + list(prefix) +
                        [harness.script("twistd"), "-n", "--pidfile=",
                         "--logfile", self.log, "jailtwist", "--config",
-                        ini.path]))
+                        ini.path]), env=dict(os.environ, **notify.environ))
         testCase.addCleanup(self.stop)
-        harness.waitFor(self._ready, what="the login service")
+        # READY=1 (sd_notify): the control channel and the login service
+        # listen.
+        try:
+            notify.waitFor("READY", process=self.process)
+        except AssertionError as e:
+            raise AssertionError(f"{e}: {open(self.log).read()}")
         self.reader = subprocess.Popen(
             [harness.script("jailtwist"), "-f", self.control, "events",
              "--json"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -866,15 +875,6 @@ class Suite:
         testCase.addCleanup(self.reader.terminate)
         harness.waitFor(lambda: "follows events" in open(self.log).read(),
                         what="the subscription")
-
-    def _ready(self):
-        if self.process.poll() is not None:
-            raise AssertionError("twistd exited: " + open(self.log).read())
-        try:
-            loginclient.connect(self.socket).close()
-            return os.path.exists(self.control)
-        except OSError:
-            return False
 
     def events(self, kind):
         while True:

@@ -21,7 +21,7 @@ from jailtwist.errors import JailtwistError
 from jailtwist.skd import (
     ChildWatch, EndpointListener, LibcSpawn, IListener, IProgramLauncher, InetListener, JailLauncher,
     PidFile, SigchldReaper, SocketDaemon, SpawnLauncher, StderrLog,
-    Supervisor, watchChildExit,
+    Supervisor, watchChildExit, InheritedListener,
     UnixListener, baseEnvironment, connectionEnvironment,
     datagramEnvironment, describeExit, parseInetAddress, parseLogSpec,
     privilegeTarget, resolveProgram, _Readable)
@@ -207,6 +207,7 @@ class AddressTests(SynchronousTestCase):
         verifyObject(IListener, InetListener("3000"))
         verifyObject(IListener, UnixListener("/tmp/x"))
         verifyObject(IListener, EndpointListener("tcp:3000"))
+        verifyObject(IListener, InheritedListener())
         verifyObject(IProgramLauncher, SpawnLauncher(["cat"]))
         verifyObject(IProgramLauncher, JailLauncher(["cat"], "/srv/jail"))
         verifyObject(IService, SocketDaemon(InetListener("1"),
@@ -332,7 +333,9 @@ class EnvironmentTests(SynchronousTestCase):
         """
         base = baseEnvironment({"PATH": "/bin", "PROTO": "X", "PEERPID": "1",
                                 "TCPREMOTEHOST": "h", "UID": "5",
-                                "LISTEN_FDS": "1", "LISTEN_PID": "9"})
+                                "LISTEN_FDS": "1", "LISTEN_PID": "9",
+                                "NOTIFY_SOCKET": "/run/systemd/notify",
+                                "WATCHDOG_USEC": "1"})
         self.assertEqual(base, {"PATH": "/bin", "UID": "5"})
 
     def test_privilegeTarget(self):
@@ -695,17 +698,38 @@ class MakeServiceTests(SynchronousTestCase):
 
     def test_order(self):
         """
-        The services run in skd's order: socket, pidfile, log, drop.
+        The services run in skd's order: socket, pidfile, log, drop; the
+        readiness notice for a service manager comes after them all.
         """
         options = parse("-t", "3000", "-P", "/run/p", "-L", ">>/tmp/l", "-U",
                         "cat")
         names = [type(s).__name__ for s in makeService(options)]
         self.assertEqual(names, ["SocketDaemon", "PidFile", "StderrLog",
-                                 "PrivilegeDrop"])
+                                 "PrivilegeDrop", "ReadinessService"])
+
+    def test_activated(self):
+        """
+        --activated serves the socket systemd passed, whatever its kind.
+        """
+        options = parse("--activated", "cat")
+        main = makeService(options).getServiceNamed("skd")
+        self.assertIsInstance(main.listener, InheritedListener)
+        self.assertRaises(usage.UsageError, parse, "--activated", "-S",
+                          "cat")
+
+    def test_execNotifies(self):
+        """
+        With no socket and no -S, PROG replaces skd and is the service: the
+        service manager's variables stay for it, and skd sends nothing.
+        """
+        self.patch(os, "environ", {"NOTIFY_SOCKET": "/run/x"})
+        [main] = list(makeService(parse("sleep", "1")))
+        self.assertIsInstance(main, Supervisor)
+        self.assertEqual(os.environ, {"NOTIFY_SOCKET": "/run/x"})
 
     def test_noSocket(self):
         options = parse("-S", "sleep", "1")
-        [main] = list(makeService(options))
+        [main, _] = list(makeService(options))
         self.assertIsInstance(main, Supervisor)
         self.assertTrue(main.restart)
 
@@ -716,7 +740,7 @@ class MakeServiceTests(SynchronousTestCase):
         options = parse("--jail", "/srv/j", "-U", "--no-new-privs",
                         "--caps", "net_bind_service", "-t", "1", "cat")
         self.patch(os, "environ", {"UID": "7", "GID": "8"})
-        [main] = list(makeService(options))
+        [main, _] = list(makeService(options))
         launcher = main.launcher
         self.assertEqual((launcher.uid, launcher.gid, launcher.noNewPrivs,
                           launcher.capabilities),

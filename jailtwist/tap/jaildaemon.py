@@ -231,12 +231,16 @@ def claimOrExit(description):
 def makeService(options, reactor=None):
     """
     @return: a C{MultiService} with the probe service and the control
-        channel.
+        channel, and the readiness notice for a service manager last.
     """
+    from jailtwist.notify import ReadinessService, ServiceNotifier
+    notifier = ServiceNotifier()
     settings = options["settings"]
     claimOrExit(settings.ipc)
     parent = service.MultiService()
     events, services = buildServices(settings, reactor)
     for each in services:
         each.setServiceParent(parent)
+    ReadinessService(notifier, f"serving {settings.ipc}",
+                     reactor).setServiceParent(parent)
     return parent

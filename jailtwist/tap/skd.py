@@ -16,9 +16,9 @@ from twisted.python import usage
 from jailtwist import __version__
 from jailtwist.errors import JailtwistError
 from jailtwist.skd import (
-    EndpointListener, InetListener, JailLauncher, PidFile, PrivilegeDrop,
-    SocketDaemon, SpawnLauncher, StderrLog, Supervisor, UnixListener,
-    _positiveInteger, parseInetAddress, parseLogSpec, privilegeTarget)
+    EndpointListener, InetListener, InheritedListener, JailLauncher, PidFile,
+    PrivilegeDrop, SocketDaemon, SpawnLauncher, StderrLog, Supervisor,
+    UnixListener, _positiveInteger, parseInetAddress, parseLogSpec, privilegeTarget)
 
 #: Endpoint types a stream address may be given as instead of skd's forms.
 ENDPOINT_PREFIXES = ("tcp:", "tcp6:", "unix:", "systemd:")
@@ -58,6 +58,11 @@ and privilege-drop steps.  -i, -t and -l also take a Twisted endpoint string
         """PATH: bind a listening socket in the local unix namespace (-l or -x)"""
         self["namespace"] = "local"
         self["address"] = path
+
+    def opt_activated(self):
+        """serve the one socket passed by socket activation (LISTEN_FDS=1, LISTEN_PID; systemd's skd@.socket): stream or datagram, any family, as the socket is"""
+        self["namespace"] = "activated"
+        self["address"] = "activated"
 
     def opt_stream(self):
         """create a stream socket (default socket style)"""
@@ -213,6 +218,8 @@ def makeListener(options, reactor=None):
         return InetListener(address, options["stream"], options["backlog"])
     if namespace == "local":
         return UnixListener(address, options["stream"], options["backlog"])
+    if namespace == "activated":
+        return InheritedListener()
     return None
 
 
@@ -254,6 +261,12 @@ def makeService(options, reactor=None, syslogSocket=None):
                 "-B conflicts with twistd -n: drop -n to let twistd run skd "
                 "in the background, or drop -B")
     top = service.MultiService()
+    # With no socket and no -S, PROG replaces skd: it is the service then,
+    # and the service manager's variables are its own.
+    notifier = None
+    if options["namespace"] is not None or options["supervise"]:
+        from jailtwist.notify import ServiceNotifier
+        notifier = ServiceNotifier()
     listener = makeListener(options, reactor)
     launcher = makeLauncher(options)
     if listener is not None:
@@ -271,4 +284,10 @@ def makeService(options, reactor=None, syslogSocket=None):
         StderrLog(options["log"], syslogSocket).setServiceParent(top)
     if options["drop"] and options["jail"] is None:
         PrivilegeDrop().setServiceParent(top)
+    if notifier is not None:
+        from jailtwist.notify import ReadinessService
+        ReadinessService(
+            notifier, (lambda: f"serving {listener.describe()}")
+            if listener is not None else "supervising",
+            reactor).setServiceParent(top)
     return top

@@ -115,9 +115,12 @@ class Options(usage.Options):
                 if e.key else str(e))
 
 
-def makeService(options, reactor=None, logToSyslog=False, events=None):
+def makeService(options, reactor=None, logToSyslog=False, events=None,
+                notify=True):
     """
     @param events: an optional event stream for throttling events.
+    @param notify: end with the readiness notice for a service manager
+        (L{jailtwist.notify}); the suite sends its own.
     @return: a L{RelayService} for the sockets C{options} name, with the
         control channel as a child when C{--control} is given (it listens
         before the relay confines itself).
@@ -147,6 +150,11 @@ def makeService(options, reactor=None, logToSyslog=False, events=None):
                                  services=["jk_socketd"])
         strports.service(control, factory, reactor=reactor).setServiceParent(
             relays)
+    if notify:
+        # Last: it waits for every port above to listen.
+        from jailtwist.notify import ReadinessService, ServiceNotifier
+        ReadinessService(ServiceNotifier(), "relaying", reactor
+                         ).setServiceParent(relays)
     return relays
 
 

@@ -115,8 +115,12 @@ def _loginEndpoint(section, override, disabled):
 
 def makeService(options, reactor=None):
     """
-    @return: a C{MultiService} holding every configured service.
+    @return: a C{MultiService} holding every configured service, and last
+        the readiness notice for a service manager (C{READY=1} once every
+        socket listens).
     """
+    from jailtwist.notify import ReadinessService, ServiceNotifier
+    notifier = ServiceNotifier()
     settings = options["settings"]
     jaildaemonTap.claimOrExit(settings.ipc)
     parent = service.MultiService()
@@ -126,7 +130,7 @@ def makeService(options, reactor=None):
     if options["socketd"] is not None:
         from jailtwist.tap import socketd
         relays = socketd.makeService(options["socketd"], reactor,
-                                     events=events)
+                                     events=events, notify=False)
         relays.setName("jk_socketd")
         relays.setServiceParent(parent)
         # The control channel answers RelayBooks for these relays.
@@ -139,4 +143,7 @@ def makeService(options, reactor=None):
         except JailtwistError as e:
             raise SystemExit(f"jailtwist: login service: {e}")
         login.setServiceParent(parent)
+    names = [each.name for each in parent]
+    ReadinessService(notifier, f"serving {', '.join(names)}",
+                     reactor).setServiceParent(parent)
     return parent
