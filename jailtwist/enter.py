@@ -1175,7 +1175,8 @@ def joinJail(process, namespaces=("user", "mnt", "pid", "net", "ipc",
 def confineRelay(syslogPath, user="nobody"):
     """
     Confine a relay that has bound its sockets: chroot into the directory
-    that holds the host syslog socket (so it can reconnect when syslog
+    that holds the host syslog socket, symlinks resolved (so it can
+    reconnect when syslog
     re-creates it, and reach nothing else), become C{user} from the host's
     passwd with no supplementary groups, every capability dropped, and
     no_new_privs.
@@ -1188,7 +1189,10 @@ def confineRelay(syslogPath, user="nobody"):
     except KeyError:
         raise JailtwistError(f"user {user} does not exist: create it or "
                              f"name another with --user") from None
-    directory, name = os.path.split(os.path.abspath(syslogPath))
+    # Followed once, now: after the chroot a symlink such as systemd's
+    # /dev/log -> /run/systemd/journal/dev-log could not be, and every
+    # reconnect after a syslog restart would fail.
+    directory, name = os.path.split(os.path.realpath(syslogPath))
     confine(Confinement(root=directory, cwd="/", uid=entry.pw_uid,
                         gid=entry.pw_gid, capabilities=frozenset(),
                         noNewPrivs=True))

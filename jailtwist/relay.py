@@ -615,7 +615,8 @@ class RelayService(MultiService):
             where = confineRelay(self.syslogPath, self.user)
             self.sink.relocate(where)
             self.log.info("confined to {root} as {user}, no groups",
-                          root=os.path.dirname(self.syslogPath),
+                          root=os.path.dirname(os.path.realpath(
+                              self.syslogPath)),
                           user=self.user)
 
     def _syslogObserver(self, event):

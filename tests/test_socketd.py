@@ -121,6 +121,25 @@ class RelayTests(RelayTestMixin, SynchronousTestCase):
         self.assertIn("went away", output)
         self.assertIn("is back after", output)
 
+    def test_syslogRestartThroughSymlink(self):
+        """
+        A host syslog socket reached through a symlink (systemd's /dev/log
+        points at journald's socket) is followed once, before the relay
+        changes root, so a restart of the syslog daemon is survived too.
+        """
+        self.writeIni("base = 100000\npeak = 200000\n")
+        link = shortTempDir(self).child("log").path
+        os.symlink(self.syslog.socket, link)
+        relay = self.startRelay("--syslog", link)
+        send(self.socket, syslogLine("t", "before"))
+        self.syslog.waitForLines(1)
+        self.syslog.stop()
+        self.syslog.start()
+        send(self.socket, syslogLine("t", "after"))
+        self.assertEqual(self.syslog.waitForLines(2),
+                         ["t: before", "t: after"])
+        self.assertIn("is back after", self.stopRelay(relay))
+
     def test_pacedNothingLost(self):
         """
         Over the limit the relay slows a blocking sender down; every
