@@ -1056,9 +1056,18 @@ def adoptCallerState(state, cgroupRoot="/sys/fs/cgroup"):
             raise EnterError("loginuid", f"cannot set the audit login uid "
                                          f"{loginuid}: {e.strerror}",
                              e.errno) from None
+    # A nice value or OOM score adjustment below the daemon's needs
+    # capabilities a service may lack: the daemon's then stays (it can only
+    # be the less favoured one).
     try:
         os.setpriority(os.PRIO_PROCESS, 0, state["nice"])
+    except PermissionError:
+        pass
+    try:
         _writeFile("/proc/self/oom_score_adj", str(state["oomScoreAdj"]))
+    except PermissionError:
+        pass
+    try:
         for name, (soft, hard) in sorted(state["rlimits"].items()):
             number = getattr(resource, name, None)
             if number is not None:

@@ -834,11 +834,12 @@ class LoginFactory(Factory):
                                               "try again")
             return False
         if len(self._pending) >= self.maxPending:
-            # Full: the uid that holds the most waiting connections loses
+            # Full: a uid that holds the most waiting connections loses
             # its oldest, so that a few uids cannot keep everyone out.
             byUid = collections.Counter(c.peer.uid for c in self._pending)
-            greedy = max(byUid, key=byUid.get)
-            oldest = min((c for c in self._pending if c.peer.uid == greedy),
+            most = max(byUid.values())
+            oldest = min((c for c in self._pending
+                          if byUid[c.peer.uid] == most),
                          key=lambda c: c.admitted)
             self._pending.discard(oldest)
             oldest.refuse(PROTOCOL_ERROR, "too many logins are starting: "
