@@ -1009,11 +1009,104 @@ def enterForAccount(jail, home, uid, gid, groups=(), namespaces=()):
     if any(getCapabilities()) or os.getresuid() != (uid, uid, uid):
         raise EnterError("capabilities", "capabilities or ids survived the "
                                          "switch to the account")
+    # Logins must not share the daemon's session keyring (nor each other's):
+    # a new one, owned by the account, as pam_keyinit gives.
+    newSessionKeyring()
     try:
         os.chdir(home)
     except OSError as e:
         raise EnterError("chdir", f"chdir({home}) failed inside the jail: "
                                   f"{e.strerror}", e.errno) from None
+
+
+def adoptCallerState(state, cgroupRoot="/sys/fs/cgroup"):
+    """
+    The root login service's helper, still root: take the caller's process
+    state instead of the daemon's (as the caller's own login set it up
+    with pam_limits, pam_loginuid and pam_systemd): its cgroup (v2), audit
+    login uid, nice value, OOM score adjustment and resource limits (soft
+    and hard: the caller could raise its soft limits to its hard ones
+    anyway).
+
+    @param state: from L{jailtwist.loginservice.callerState}.
+    @raise EnterError: naming the step (C{cgroup}, C{loginuid},
+        C{limits}) that failed; the login is then refused.
+    """
+    import resource
+    cgroup = state.get("cgroup")
+    if cgroup is not None and cgroup != _ownCgroup():
+        if not cgroup.startswith("/") or "/.." in cgroup or "\0" in cgroup:
+            raise EnterError("cgroup", f"the caller's cgroup {cgroup!r} is "
+                                       f"not a plain path")
+        try:
+            _writeFile(os.path.join(cgroupRoot, cgroup.lstrip("/"),
+                                    "cgroup.procs"), "0")
+        except OSError as e:
+            raise EnterError("cgroup", f"cannot join the caller's cgroup "
+                                       f"{cgroup}: {e.strerror}",
+                             e.errno) from None
+    loginuid = state.get("loginuid")
+    if loginuid is not None:
+        try:
+            with open("/proc/self/loginuid") as f:
+                own = int(f.read())
+            if own != loginuid:
+                _writeFile("/proc/self/loginuid", str(loginuid))
+        except OSError as e:
+            raise EnterError("loginuid", f"cannot set the audit login uid "
+                                         f"{loginuid}: {e.strerror}",
+                             e.errno) from None
+    # A nice value or OOM score adjustment below the daemon's needs
+    # capabilities a service may lack: the daemon's then stays (it can only
+    # be the less favoured one).
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, state["nice"])
+    except PermissionError:
+        pass
+    try:
+        _writeFile("/proc/self/oom_score_adj", str(state["oomScoreAdj"]))
+    except PermissionError:
+        pass
+    try:
+        for name, (soft, hard) in sorted(state["rlimits"].items()):
+            number = getattr(resource, name, None)
+            if number is not None:
+                # Never above the daemon's own hard limit (raising one
+                # needs CAP_SYS_RESOURCE, which a service may lack).
+                own = resource.getrlimit(number)[1]
+                hard = _lowerLimit(hard, own)
+                resource.setrlimit(number, (_lowerLimit(soft, hard), hard))
+    except (OSError, ValueError) as e:
+        raise EnterError("limits", f"cannot take the caller's limits: {e}",
+                         getattr(e, "errno", None) or 0) from None
+
+
+def _lowerLimit(a, b):
+    infinity = -1
+    if a == infinity:
+        return b
+    if b == infinity:
+        return a
+    return min(a, b)
+
+
+def _ownCgroup():
+    try:
+        with open("/proc/self/cgroup") as f:
+            for line in f:
+                if line.startswith("0::"):
+                    return line[3:].rstrip("\n")
+    except OSError:
+        pass
+    return None
+
+
+def _writeFile(path, text):
+    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
 
 
 # -- joining a running jail (probes) ---------------------------------------------

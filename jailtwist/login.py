@@ -81,7 +81,11 @@ _logLock = _thread.allocate_lock()
 
 class AuthLog:
     """
-    jailkit's logging: LOG_AUTH, C{LOG_PID}, one tag per program.
+    jailkit's logging: LOG_AUTH, C{LOG_PID}, one tag per program.  The one
+    place that makes text safe for syslog: whatever a caller chose (an
+    argument, a path) is escaped here, control characters and line breaks
+    (a forged second line, terminal escapes) and undecodable bytes
+    (C{syslog} refuses them, and the line would be lost) included.
     """
 
     def __init__(self, ident, facility=syslog.LOG_AUTH):
@@ -89,6 +93,8 @@ class AuthLog:
         self.facility = facility
 
     def log(self, priority, message, ident=None):
+        message = printable(message).encode(
+            "utf-8", "backslashreplace").decode("utf-8")
         tag = (ident or self.ident, self.facility)
         with _logLock:
             if tag != _openedAs[0]:

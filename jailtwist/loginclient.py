@@ -126,6 +126,25 @@ def session(sock, ttyFd=None):
             signal.signal(signum, handler)
 
 
+def queuedRefusal(sock):
+    """
+    After a failed send: the result frame the service sent before it
+    closed, if one is waiting.
+
+    @return: C{(exitCode, message)}, or C{(None, None)}.
+    """
+    decoder = loginwire.FrameDecoder(first=2048, later=2048)
+    try:
+        while True:
+            data = sock.recv(4096, socket.MSG_DONTWAIT)
+            if not data:
+                return None, None
+            for payload in decoder.feed(data):
+                return loginwire.parseResult(payload)
+    except (OSError, loginwire.ProtocolError):
+        return None, None
+
+
 def login(program, arguments, environ, path=None, reason=None):
     """
     Run C{program}'s login through the service.
@@ -161,9 +180,15 @@ def login(program, arguments, environ, path=None, reason=None):
         except loginwire.ProtocolError as e:
             raise JailtwistError(f"cannot ask the login service: {e}", 1)
         except OSError as e:
-            raise ServiceUnavailable(unavailableMessage(path, e.strerror,
-                                                        reason), UNAVAILABLE)
-        code, message = session(sock, 0 if tty else None)
+            # The service may have refused before reading (too many logins
+            # starting): its answer is then already here, and is the one
+            # to show.
+            code, message = queuedRefusal(sock)
+            if message is None:
+                raise ServiceUnavailable(unavailableMessage(
+                    path, e.strerror, reason), UNAVAILABLE)
+        else:
+            code, message = session(sock, 0 if tty else None)
     finally:
         if saved is not None:
             import termios

@@ -13,7 +13,8 @@ what the service hands over:
     of entering);
   - descriptor 4: an C{O_PATH} descriptor of the checked jail.
 
-It starts a session (with the pty as its controlling terminal), enters the
+It takes the caller's process state (limits, audit login uid, cgroup:
+L{jailtwist.enter.adoptCallerState}), starts a session (with the pty as its controlling terminal), enters the
 jail through L{jailtwist.enter.enterForAccount} and execs; a failure is one
 line on stderr and the plan's exit status.
 """
@@ -46,9 +47,10 @@ def main():
     if plan["tty"]:
         import fcntl
         fcntl.ioctl(0, _TIOCSCTTY, 0)
-    from jailtwist.enter import EnterError, enterForAccount
+    from jailtwist.enter import EnterError, adoptCallerState, enterForAccount
     from jailtwist.errors import JailtwistError
     try:
+        adoptCallerState(plan["caller"])
         enterForAccount(JAIL_FD, plan["home"], plan["uid"], plan["gid"],
                         plan["groups"], plan["namespaces"])
     except EnterError as e:

@@ -26,23 +26,42 @@ goes away hangs the program up.
 
 The reactor is never left waiting on a client: a request must arrive
 within L{REQUEST_TIMEOUT} seconds, frames are bounded, and a caller may
-hold only so many connections.
+hold only so many connections.  The reactor thread never inspects or
+closes a descriptor a caller chose (a TCP socket with C{SO_LINGER}, a
+file of a FUSE mount, a unix socket with such descriptors queued in it can
+each make C{fstat} or C{close} wait as long as their owner likes): that
+is done by L{DescriptorWorker}, one thread per uid at a time, so a stuck
+descriptor costs only its own caller.
+
+The program gets the caller's process state, not the daemon's: its
+resource limits, audit login uid, cgroup, nice value and OOM score
+adjustment are read from the peer (pinned by a pidfd) and applied by
+L{jailtwist.loginexec} before it becomes the account; its session keyring
+is a new, empty one.
 """
 
+import collections
+import ctypes
+import ctypes.util
 import fcntl
 import json
 import os
 import pwd
+import signal
+import socket
 import stat
 import struct
 import sys
 import termios
+import threading
 
 from zope.interface import implementer
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IFileDescriptorReceiver
 from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from jailtwist import loginwire
 from jailtwist.control import peerCredentials
@@ -51,44 +70,214 @@ from jailtwist.login import (
     planChrootsh, planProcmail, planUchroot)
 from jailtwist.lsh import LshRefusal, printable
 
-#: Seconds a connection may take to send its request.
-REQUEST_TIMEOUT = 10.0
+#: Seconds a connection may take to send its request (the login commands
+#: send it right after connecting).
+REQUEST_TIMEOUT = 2.0
 #: Seconds to wait for the last output of a pty after its program ended.
 DRAIN_TIMEOUT = 2.0
 #: Connections (waiting or running a program) one uid may hold.
 MAX_PER_UID = 32
 #: Connections still waiting for their request, for all callers and for
 #: one uid (so that a few accounts cannot hold every slot).
-MAX_PENDING = 64
+MAX_PENDING = 256
 MAX_PENDING_PER_UID = 4
+#: Threads inspecting and closing callers' descriptors (at most one per
+#: uid at a time).
+MAX_DESCRIPTOR_THREADS = 8
 #: Exit status of a request that breaks the protocol.
 PROTOCOL_ERROR = 2
 
 _ALLOWED_TYPES = (stat.S_IFCHR, stat.S_IFIFO, stat.S_IFSOCK, stat.S_IFREG)
+
+#: File systems whose "regular files" are not files: procfs
+#: (C{/proc/self/mem}), nsfs (C{/proc/self/ns/*}), pidfs, anonymous inodes.
+_PSEUDO_FILE_SYSTEMS = {0x9FA0: "procfs", 0x6E736673: "nsfs",
+                        0x50494446: "pidfs", 0x09041934: "anon_inodefs"}
+#: Character devices besides terminals: /dev/null, /dev/zero, /dev/full,
+#: /dev/random and /dev/urandom (major 1; not /dev/mem or /dev/kmsg).
+_MEMORY_DEVICES = {(1, 3), (1, 5), (1, 7), (1, 8), (1, 9)}
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 
 
 class BadDescriptor(Exception):
     pass
 
 
-def checkDescriptor(fd):
+def fileSystemType(fd):
+    """
+    @return: C{f_type} of C{fstatfs(fd)} (the file system's magic number).
+    """
+    buffer = ctypes.create_string_buffer(256)
+    if _libc.fstatfs(fd, buffer) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, os.strerror(error))
+    return ctypes.c_long.from_buffer(buffer).value
+
+
+def checkDescriptor(fd, pollable=False):
     """
     A passed descriptor may become a jailed program's stdin, stdout or
-    stderr: it must be a terminal or other character device, a pipe, a
-    socket or a regular file -- never a directory (C{fchdir} out of the
-    chroot), an C{O_PATH} descriptor, or an anonymous inode (pidfd,
-    eventfd, epoll...).
+    stderr: it must be a terminal, a memory device (C{/dev/null}), a pipe,
+    a unix socket or a regular file -- never a directory (C{fchdir} out of
+    the chroot), an C{O_PATH} descriptor, an anonymous inode (pidfd,
+    eventfd, epoll...), a procfs or nsfs file (C{/proc/self/mem},
+    C{/proc/self/ns/*}), another character device, or a network socket
+    (sshd and MTAs pass pipes, socketpairs and ptys; a TCP socket could
+    make its last close linger).
 
+    May block (a file of a FUSE mount): never call it in the reactor
+    thread.
+
+    @param pollable: whether the service itself reads or writes it (a pty
+        session's relay): then only a terminal, a pipe or a unix socket.
     @raise BadDescriptor: naming what it is.
     """
     flags = fcntl.fcntl(fd, fcntl.F_GETFL)
     if flags & os.O_PATH:
         raise BadDescriptor("an O_PATH descriptor")
-    mode = os.fstat(fd).st_mode
-    if stat.S_IFMT(mode) not in _ALLOWED_TYPES:
-        kind = "a directory" if stat.S_ISDIR(mode) else \
-            f"a file of type {stat.S_IFMT(mode):o}"
-        raise BadDescriptor(kind)
+    st = os.fstat(fd)
+    kind = stat.S_IFMT(st.st_mode)
+    if kind not in _ALLOWED_TYPES:
+        raise BadDescriptor("a directory" if kind == stat.S_IFDIR else
+                            f"a file of type {kind:o}")
+    if kind == stat.S_IFSOCK:
+        sock = socket.socket(fileno=fd)
+        try:
+            family = sock.getsockopt(socket.SOL_SOCKET, socket.SO_DOMAIN)
+        finally:
+            sock.detach()
+        if family != socket.AF_UNIX:
+            raise BadDescriptor(f"a socket of address family {family} (only "
+                                f"unix sockets, pipes and terminals)")
+    elif kind == stat.S_IFCHR:
+        device = (os.major(st.st_rdev), os.minor(st.st_rdev))
+        if device not in _MEMORY_DEVICES and not os.isatty(fd):
+            raise BadDescriptor(f"the character device "
+                                f"{os.major(st.st_rdev)}:"
+                                f"{os.minor(st.st_rdev)} (only terminals "
+                                f"and /dev/null-like devices)")
+        if pollable and not os.isatty(fd):
+            raise BadDescriptor("not a terminal, pipe or unix socket (a pty "
+                                "session relays it)")
+    elif kind == stat.S_IFREG:
+        magic = fileSystemType(fd)
+        if magic in _PSEUDO_FILE_SYSTEMS:
+            raise BadDescriptor(f"a file of {_PSEUDO_FILE_SYSTEMS[magic]}")
+        if pollable:
+            raise BadDescriptor("a regular file (a pty session relays it: "
+                                "only a terminal, pipe or unix socket)")
+
+
+def checkDescriptors(fds, tty):
+    """
+    Check the three descriptors of a request (in a L{DescriptorWorker}
+    thread).
+
+    @return: C{None}, or the reason to refuse them.
+    """
+    for number, fd in enumerate(fds):
+        try:
+            checkDescriptor(fd, pollable=tty and number < 2)
+        except (BadDescriptor, OSError) as e:
+            return f"descriptor {number} cannot be used: {e}"
+    if tty and not os.isatty(fds[0]):
+        return "a terminal was asked for but stdin is not one"
+    if not tty and any(os.isatty(fd) for fd in fds):
+        # The program would get a terminal of the caller's (TIOCSTI could
+        # type into it, as with su): only a pty of its own.
+        return ("a terminal as stdout or stderr needs one as stdin too (the "
+                "program gets a pty of its own)")
+    return None
+
+
+def closeDescriptors(fds):
+    """
+    Close a caller's descriptors (in a L{DescriptorWorker} thread): a
+    socket's C{SO_LINGER} is switched off first, so that its close does
+    not wait for a peer that never reads.
+    """
+    for fd in fds:
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError:
+            pass
+        else:
+            try:
+                if sock.family in (socket.AF_INET, socket.AF_INET6):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                    struct.pack("ii", 0, 0))
+            except OSError:
+                pass
+            finally:
+                sock.detach()
+        _closeQuietly(fd)
+
+
+class DescriptorWorker:
+    """
+    Runs the blocking work on callers' descriptors (inspecting, closing)
+    off the reactor thread: one job of a uid at a time, in a daemon thread
+    of its own (so that a job stuck for ever holds neither the reactor nor
+    the daemon's exit), at most C{maxThreads} at once.  A caller whose
+    descriptor blocks delays only its own uid's later jobs.
+    """
+
+    def __init__(self, reactor, maxThreads=MAX_DESCRIPTOR_THREADS):
+        self._reactor = reactor
+        self.maxThreads = maxThreads
+        self._queues = {}
+        self._running = set()
+        self._ready = collections.deque()
+
+    def submit(self, uid, function, *args):
+        """
+        Run C{function(*args)} in a thread, after C{uid}'s earlier jobs.
+
+        @return: a L{Deferred} firing (in the reactor thread) with its
+            result.
+        """
+        d = Deferred()
+        queue = self._queues.setdefault(uid, collections.deque())
+        queue.append((d, function, args))
+        if uid not in self._running and len(queue) == 1:
+            self._ready.append(uid)
+        self._startThreads()
+        return d
+
+    def queued(self, uid):
+        """
+        @return: how many jobs of C{uid} are running or waiting.
+        """
+        return len(self._queues.get(uid, ())) + (uid in self._running)
+
+    def _startThreads(self):
+        while self._ready and len(self._running) < self.maxThreads:
+            uid = self._ready.popleft()
+            d, function, args = self._queues[uid].popleft()
+            self._running.add(uid)
+            threading.Thread(target=self._work, args=(uid, d, function, args),
+                             name="jailtwist-login-descriptors",
+                             daemon=True).start()
+
+    def _work(self, uid, d, function, args):
+        try:
+            result = function(*args)
+        except BaseException:
+            result = Failure()
+        self._reactor.callFromThread(self._done, uid, d, result)
+
+    def _done(self, uid, d, result):
+        self._running.discard(uid)
+        if self._queues.get(uid):
+            self._ready.append(uid)
+        else:
+            self._queues.pop(uid, None)
+        self._startThreads()
+        if isinstance(result, Failure):
+            d.errback(result)
+        else:
+            d.callback(result)
 
 
 def exitStatus(reason):
@@ -153,19 +342,31 @@ class LoginProtocol(Protocol):
         self.status = None
         self.finished = False
         self.drain = None
+        self.connectionCopy = None
+        self.pidfd = None
+        self.callerState = None
+        self.admitted = 0
 
     # -- connection ----------------------------------------------------------
 
     def connectionMade(self):
         self.peer = self.factory.credentialsOf(self.transport)
+        # Descriptors the caller sent that were never read are closed with
+        # the connection: its last close must be the worker's.
+        try:
+            self.connectionCopy = os.dup(self.transport.fileno())
+        except (AttributeError, OSError):
+            pass
         if not self.factory.admit(self):
             return
+        self.pidfd = peerPidfd(self.transport, self.peer)
         self.timeout = self.factory.clock.callLater(
             self.factory.requestTimeout, self._timedOut)
 
     def fileDescriptorReceived(self, fd):
-        if self.request is not None or len(self.fds) >= loginwire.DESCRIPTORS:
-            os.close(fd)
+        if self.request is not None or self.finished or \
+                len(self.fds) >= loginwire.DESCRIPTORS:
+            self.factory.closeDescriptors(self.peer, [fd])
             self.extraFds += 1
         else:
             self.fds.append(fd)
@@ -199,6 +400,12 @@ class LoginProtocol(Protocol):
             self.clientIO.loseConnection()
         else:
             self._closeFds()
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
+        if self.connectionCopy is not None:
+            self.factory.closeDescriptors(self.peer, [self.connectionCopy])
+            self.connectionCopy = None
 
     def _timedOut(self):
         self.timeout = None
@@ -212,11 +419,8 @@ class LoginProtocol(Protocol):
 
     def _closeFds(self):
         fds, self.fds = self.fds, []
-        for fd in fds:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        if fds:
+            self.factory.closeDescriptors(self.peer, fds)
 
     def refuse(self, code, message):
         """
@@ -251,24 +455,22 @@ class LoginProtocol(Protocol):
                 f"send exactly {loginwire.DESCRIPTORS} descriptors (stdin, "
                 f"stdout, stderr) with the request, got "
                 f"{len(self.fds) + self.extraFds}")
-        for number, fd in enumerate(self.fds):
-            try:
-                checkDescriptor(fd)
-            except (BadDescriptor, OSError) as e:
-                raise loginwire.ProtocolError(
-                    f"descriptor {number} cannot be used: {e}")
-        if request.tty and not os.isatty(self.fds[0]):
-            raise loginwire.ProtocolError("a terminal was asked for but "
-                                          "stdin is not one")
-        if not request.tty and any(os.isatty(fd) for fd in self.fds):
-            # The program would get a terminal of the caller's (TIOCSTI
-            # could type into it, as with su): only a pty of its own.
-            raise loginwire.ProtocolError(
-                "a terminal as stdout or stderr needs one as stdin too (the "
-                "program gets a pty of its own)")
+        # fstat and isatty of a caller's descriptor may block (FUSE).
+        d = self.factory.descriptors.submit(self.peer.uid, checkDescriptors,
+                                            list(self.fds), request.tty)
+        d.addCallback(self._descriptorsChecked)
+        d.addErrback(lambda f: self.log.failure("login of uid {uid} failed",
+                                                f, uid=self.peer.uid))
+
+    def _descriptorsChecked(self, problem):
+        if self.finished:
+            return
+        if problem is not None:
+            self.refuse(PROTOCOL_ERROR, f"malformed request: {problem}")
+            return
         # The checks read files and ask the name service: in a thread, so
         # a slow one does not hold up the reactor.
-        d = self.factory.planInThread(request, self.peer)
+        d = self.factory.planInThread(self.request, self.peer, self.pidfd)
         d.addCallbacks(self._planned, self._planFailed)
         d.addErrback(lambda f: self.log.failure("login of uid {uid} failed",
                                                 f, uid=self.peer.uid))
@@ -286,7 +488,8 @@ class LoginProtocol(Protocol):
                          uid=self.peer.uid)
         self.refuse(1, "the login service failed (see its log)")
 
-    def _planned(self, plan):
+    def _planned(self, planned):
+        plan, self.callerState = planned
         if self.finished:
             # The caller went away meanwhile.
             os.close(plan.jailFd)
@@ -315,6 +518,7 @@ class LoginProtocol(Protocol):
             "executable": plan.executable, "argv": list(plan.argv),
             "environment": plan.environment, "umask": plan.umask,
             "tty": request.tty, "stepCodes": ENTER_EXIT_CODES,
+            "caller": self.callerState,
             "execFailure": [plan.execFailure[0],
                             (plan.execFailure[1] or
                              [f"exec {plan.executable}: {{error}}"])[-1]]}
@@ -438,6 +642,117 @@ class LoginProtocol(Protocol):
         self.transport.loseConnection()
 
 
+#: C{SO_PEERPIDFD} (Linux 6.5): a pidfd of the process that connected.
+SO_PEERPIDFD = getattr(socket, "SO_PEERPIDFD", 77)
+
+
+def peerPidfd(transport, peer):
+    """
+    A pidfd of the connecting process, so that its state is read from it
+    and not from a process that reused its pid: the kernel's
+    C{SO_PEERPIDFD}, or on older kernels C{pidfd_open} of C{SO_PEERCRED}'s
+    pid, kept only if that process still has the peer's uid.
+
+    @return: the pidfd, or C{None} if the caller is gone.
+    """
+    try:
+        sock = transport.getHandle()
+        raw = sock.getsockopt(socket.SOL_SOCKET, SO_PEERPIDFD, 4)
+        return struct.unpack("i", raw)[0]
+    except (AttributeError, OSError):
+        pass
+    if not peer.pid:
+        return None
+    try:
+        pidfd = os.pidfd_open(peer.pid)
+    except OSError:
+        return None
+    try:
+        if os.stat(f"/proc/{peer.pid}").st_uid == peer.uid:
+            signal.pidfd_send_signal(pidfd, 0)
+            return pidfd
+    except OSError:
+        pass
+    os.close(pidfd)
+    return None
+
+
+#: The resource limits a login takes from its caller (pam_limits sets
+#: them at the caller's login), by their names in C{/proc/PID/limits}
+#: (readable without C{CAP_SYS_RESOURCE}, which C{prlimit} needs).
+RLIMITS = {"Max cpu time": "RLIMIT_CPU", "Max file size": "RLIMIT_FSIZE",
+           "Max data size": "RLIMIT_DATA", "Max stack size": "RLIMIT_STACK",
+           "Max core file size": "RLIMIT_CORE",
+           "Max resident set": "RLIMIT_RSS", "Max processes": "RLIMIT_NPROC",
+           "Max open files": "RLIMIT_NOFILE",
+           "Max locked memory": "RLIMIT_MEMLOCK",
+           "Max address space": "RLIMIT_AS", "Max file locks": "RLIMIT_LOCKS",
+           "Max pending signals": "RLIMIT_SIGPENDING",
+           "Max msgqueue size": "RLIMIT_MSGQUEUE",
+           "Max nice priority": "RLIMIT_NICE",
+           "Max realtime priority": "RLIMIT_RTPRIO",
+           "Max realtime timeout": "RLIMIT_RTTIME"}
+
+
+def parseLimits(text):
+    """
+    @param text: C{/proc/PID/limits}.
+    @return: C{{"RLIMIT_NOFILE": [soft, hard], ...}}, C{-1} for unlimited.
+    """
+    limits = {}
+    for line in text.splitlines()[1:]:
+        name = RLIMITS.get(line[:26].strip())
+        fields = line[26:].split()
+        if name is None or len(fields) < 2:
+            continue
+        limits[name] = [-1 if value == "unlimited" else int(value)
+                        for value in fields[:2]]
+    return limits
+
+
+def callerState(pid, pidfd):
+    """
+    The process state a login takes from the caller (C{pid}, pinned by
+    C{pidfd}): its resource limits, audit login uid, cgroup (v2), nice
+    value and OOM score adjustment.  Read from C{/proc} and C{prlimit},
+    then checked against the pidfd: a caller that exited meanwhile is
+    refused (nobody is left to serve, and its pid may be another's).
+
+    @rtype: C{dict} (JSON for L{jailtwist.loginexec})
+    @raise Refused: exit 1, if the caller is gone.
+    """
+    gone = Refused(f"abort, the caller (pid {pid}) has exited: no login "
+                   f"for it", 1)
+    if pidfd is None:
+        raise gone
+    try:
+        limits = parseLimits(_readProc(pid, "limits") or "")
+        if len(limits) != len(RLIMITS):
+            raise ValueError("unreadable limits")
+        loginuid = _readProc(pid, "loginuid")
+        cgroup = None
+        for line in (_readProc(pid, "cgroup") or "").splitlines():
+            if line.startswith("0::"):
+                cgroup = line[3:]
+        state = {"rlimits": limits,
+                 "loginuid": None if loginuid is None else int(loginuid),
+                 "cgroup": cgroup,
+                 "nice": os.getpriority(os.PRIO_PROCESS, pid),
+                 "oomScoreAdj": int(_readProc(pid, "oom_score_adj") or 0)}
+        signal.pidfd_send_signal(pidfd, 0)
+    except (OSError, ValueError):
+        raise gone from None
+    return state
+
+
+def _readProc(pid, name):
+    try:
+        with open(f"/proc/{pid}/{name}") as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        return None
+
+
 def _closeQuietly(fd):
     try:
         os.close(fd)
@@ -490,8 +805,10 @@ class LoginFactory(Factory):
         self.configDirectory = configDirectory
         self.python = python
         self.credentialsOf = peerCredentials
+        self.descriptors = DescriptorWorker(reactor)
         self._perUid = {}
         self._pending = set()
+        self._admitted = 0
         self._logs = {}
 
     def buildProtocol(self, addr):
@@ -511,18 +828,30 @@ class LoginFactory(Factory):
         if peer.uid is None:
             connection.refuse(PROTOCOL_ERROR, "no peer credentials")
             return False
-        waiting = sum(1 for c in self._pending if c.peer.uid == peer.uid)
-        if len(self._pending) >= self.maxPending or \
-                waiting >= self.maxPendingPerUid:
+        waiting = [c for c in self._pending if c.peer.uid == peer.uid]
+        if len(waiting) >= self.maxPendingPerUid:
             connection.refuse(PROTOCOL_ERROR, "too many logins are starting: "
                                               "try again")
             return False
+        if len(self._pending) >= self.maxPending:
+            # Full: a uid that holds the most waiting connections loses
+            # its oldest, so that a few uids cannot keep everyone out.
+            byUid = collections.Counter(c.peer.uid for c in self._pending)
+            most = max(byUid.values())
+            oldest = min((c for c in self._pending
+                          if byUid[c.peer.uid] == most),
+                         key=lambda c: c.admitted)
+            self._pending.discard(oldest)
+            oldest.refuse(PROTOCOL_ERROR, "too many logins are starting: "
+                                          "try again")
         if self._perUid.get(peer.uid, 0) >= self.maxPerUid:
             connection.refuse(PROTOCOL_ERROR, f"uid {peer.uid} has "
                                               f"{self.maxPerUid} logins "
                                               f"already")
             return False
         self._perUid[peer.uid] = self._perUid.get(peer.uid, 0) + 1
+        self._admitted += 1
+        connection.admitted = self._admitted
         self._pending.add(connection)
         connection.counted = True
         return True
@@ -566,16 +895,33 @@ class LoginFactory(Factory):
         plan, _ = planProcmail(argv, request.environment, log, caller=peer)
         return plan
 
-    def planInThread(self, request, peer):
+    def planInThread(self, request, peer, pidfd):
         """
-        L{plan} in the reactor's thread pool.
+        L{plan} and the caller's L{callerState} in the reactor's thread
+        pool.
 
-        @return: a L{Deferred} firing with the plan.
+        @return: a L{Deferred} firing with C{(plan, state)}.
         """
         from twisted.internet import threads
+
+        def prepare():
+            plan = self.plan(request, peer)
+            try:
+                return plan, callerState(peer.pid, pidfd)
+            except BaseException:
+                os.close(plan.jailFd)
+                raise
         return threads.deferToThreadPool(
-            self.reactor, self.reactor.getThreadPool(), self.plan, request,
-            peer)
+            self.reactor, self.reactor.getThreadPool(), prepare)
+
+    def closeDescriptors(self, peer, fds):
+        """
+        Close a caller's descriptors in the L{DescriptorWorker}.
+        """
+        d = self.descriptors.submit(peer.uid, closeDescriptors, fds)
+        d.addErrback(lambda f: self.log.failure("closing descriptors of uid "
+                                                "{uid} failed", f,
+                                                uid=peer.uid))
 
     def spawn(self, processProtocol, childFDs):
         """

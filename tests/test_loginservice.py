@@ -9,6 +9,7 @@ command cannot make a user namespace.
 import array
 import json
 import os
+import shutil
 import socket
 import struct
 import subprocess
@@ -24,7 +25,8 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from jailtwist import loginclient, loginwire
 from jailtwist.control import EventStream
-from jailtwist.loginservice import LoginFactory, checkDescriptor, BadDescriptor
+from jailtwist.loginservice import (
+    BadDescriptor, DescriptorWorker, LoginFactory, checkDescriptor)
 from tests import harness
 from tests.test_login import LoginTestCase, replaceConfig, withDevLog, asUser
 
@@ -201,6 +203,47 @@ class DescriptorTests(SynchronousTestCase):
         self.addCleanup(os.close, fd)
         self.assertRaises(BadDescriptor, checkDescriptor, fd)
 
+    def test_pseudoFiles(self):
+        """
+        procfs and nsfs files are not regular files, whatever their mode
+        says.
+        """
+        for path in ("/proc/self/mem", "/proc/self/ns/net",
+                     "/proc/self/status"):
+            fd = os.open(path, os.O_RDONLY)
+            self.addCleanup(os.close, fd)
+            error = self.assertRaises(BadDescriptor, checkDescriptor, fd)
+            self.assertIn("fs", str(error))
+
+    def test_networkSocket(self):
+        """
+        Only unix sockets: a TCP socket is refused (its last close could
+        linger).
+        """
+        for family in (socket.AF_INET, socket.AF_INET6):
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            self.addCleanup(sock.close)
+            error = self.assertRaises(BadDescriptor, checkDescriptor,
+                                      sock.fileno())
+            self.assertIn("address family", str(error))
+
+    def test_relayed(self):
+        """
+        What a pty session's relay reads or writes must be pollable: not a
+        regular file or /dev/null (a file of a FUSE mount would block the
+        reactor).
+        """
+        r, w = os.pipe()
+        self.addCleanup(os.close, r)
+        self.addCleanup(os.close, w)
+        checkDescriptor(r, pollable=True)
+        for path in ("/etc/passwd", "/dev/null"):
+            fd = os.open(path, os.O_RDONLY)
+            self.addCleanup(os.close, fd)
+            checkDescriptor(fd)
+            self.assertRaises(BadDescriptor, checkDescriptor, fd,
+                              pollable=True)
+
     def test_allowed(self):
         r, w = os.pipe()
         a, b = socket.socketpair()
@@ -305,7 +348,7 @@ class ServiceProtocolTests(TestCase):
     def test_ttyWithoutTerminal(self):
         null = os.open("/dev/null", os.O_RDWR)
         self.addCleanup(os.close, null)
-        return self.assertRefusal(self.request(tty=True), "not one",
+        return self.assertRefusal(self.request(tty=True), "not a terminal",
                                   fds=(null, null, null))
 
     def test_rootRefused(self):
@@ -359,6 +402,135 @@ class ServiceProtocolTests(TestCase):
             yield threads.deferToThread(s.connect, self.path)
         yield self.assertRefusal(None, "too many logins are starting")
 
+
+    @inlineCallbacks
+    def test_pendingFullEvictsGreediest(self):
+        """
+        When every pending slot is taken, the uid holding the most loses
+        its oldest connection: two uids cannot keep a third one out.
+        """
+        self.factory.maxPending = 4
+        self.factory.maxPendingPerUid = 2
+        uids = iter([1001, 1001, 1002, 1002, 1003])
+
+        def credentials(transport):
+            from jailtwist.control import PeerCredentials
+            return PeerCredentials(os.getpid(), next(uids), 1000, ())
+        self.factory.credentialsOf = credentials
+        socks = []
+        for _ in range(4):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.addCleanup(s.close)
+            yield threads.deferToThread(s.connect, self.path)
+            socks.append(s)
+        yield _until(lambda: len(self.factory._pending) == 4)
+        newcomer = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(newcomer.close)
+        yield threads.deferToThread(newcomer.connect, self.path)
+        yield _until(lambda: 1003 in {c.peer.uid
+                                      for c in self.factory._pending})
+        socks[0].settimeout(10)
+        data = yield threads.deferToThread(socks[0].recv, 4096)
+        self.assertIn("too many logins are starting", _result(data)[1])
+        self.assertEqual(len(self.factory._pending), 4)
+
+    def test_requestTimeoutIsShort(self):
+        """
+        The login commands send their request at once: an idle connection
+        holds its slot for two seconds at most.
+        """
+        from jailtwist.loginservice import REQUEST_TIMEOUT
+        self.assertLessEqual(REQUEST_TIMEOUT, 2)
+
+    def attack(self, fds, data):
+        """
+        Connect and send C{data} with C{fds}; the caller closes its copies
+        of the fds afterwards, so that the service holds the last ones.
+
+        @return: a L{Deferred} firing with the connected socket.
+        """
+        def connect():
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(20)
+            sock.connect(self.path)
+            sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                   array.array("i", fds))])
+            return sock
+        return threads.deferToThread(connect)
+
+    @inlineCallbacks
+    def assertStillAnswering(self):
+        """
+        The reactor answers another caller (in real time: a reactor
+        stuck in a lingering close would not answer within _exchange's 20
+        seconds, the linger being 60).
+        """
+        yield self.assertRefusal(b"\x00\x00\x00\x05hello", "malformed")
+
+    @inlineCallbacks
+    def test_lingeringExtraDescriptor(self):
+        """
+        Red team finding 1: a TCP socket whose close lingers (SO_LINGER,
+        unsent data to a peer that never reads), sent as a 4th descriptor
+        and left to the service, neither blocks the reactor nor its
+        worker.
+        """
+        null = os.open("/dev/null", os.O_RDWR)
+        self.addCleanup(os.close, null)
+        lingering = lingeringSocket(self, 60)
+        sock = yield self.attack([null, null, null, lingering.fileno()],
+                                 b"\0")
+        self.addCleanup(sock.close)
+        lingering.close()
+        yield self.assertStillAnswering()
+        yield _until(lambda: not self.factory.descriptors.queued(0))
+
+    @inlineCallbacks
+    def test_lingeringRefusedStdin(self):
+        """
+        The same as a request's stdin: refused (not a unix socket), and
+        closed without waiting.
+        """
+        null = os.open("/dev/null", os.O_RDWR)
+        self.addCleanup(os.close, null)
+        lingering = lingeringSocket(self, 60)
+        sock = yield self.attack([lingering.fileno(), null, null],
+                                 self.request(arguments=["-c", "true"]))
+        self.addCleanup(sock.close)
+        lingering.close()
+        yield self.assertStillAnswering()
+        data = yield threads.deferToThread(sock.recv, 4096)
+        self.assertIn("address family", _result(data)[1])
+        yield _until(lambda: not self.factory.descriptors.queued(0))
+
+    @inlineCallbacks
+    def test_lingeringInsideUnixSocket(self):
+        """
+        A unix socket (allowed) with a lingering TCP socket queued in it:
+        its close blocks until the linger ends, but in the worker's thread
+        for the caller's uid only -- the reactor and other uids go on.
+        """
+        null = os.open("/dev/null", os.O_RDWR)
+        self.addCleanup(os.close, null)
+        lingering = lingeringSocket(self, 60)
+        inner, outer = socket.socketpair()
+        inner.sendmsg([b"x"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                array.array("i", [lingering.fileno()]))])
+        lingering.close()
+        inner.close()
+        sock = yield self.attack([outer.fileno(), null, null],
+                                 self.request(arguments=["-c", "true"]))
+        self.addCleanup(sock.close)
+        outer.close()
+        data = yield threads.deferToThread(sock.recv, 4096)
+        self.assertIn("is run by root", _result(data)[1])
+        yield self.assertStillAnswering()
+        self.assertTrue(self.factory.descriptors.queued(0))
+        other = yield self.factory.descriptors.submit(4242, lambda: "done")
+        self.assertEqual(other, "done")
+        # The reader goes: the linger ends (a reset), and so does the job.
+        lingering.reader.close()
+        yield _until(lambda: not self.factory.descriptors.queued(0))
 
     @inlineCallbacks
     def test_planningDoesNotBlock(self):
@@ -432,6 +604,114 @@ class ServiceProtocolTests(TestCase):
             self.assertEqual(code, 1)
             self.assertIn(b"cannot read the plan", b"".join(output))
         return ended.addCallback(check)
+
+
+class _Lingering:
+    def __init__(self, sock, reader):
+        self.sock = sock
+        self.reader = reader
+
+    def fileno(self):
+        return self.sock.fileno()
+
+    def close(self):
+        self.sock.close()
+
+
+def lingeringSocket(testCase, seconds):
+    """
+    A loopback TCP socket whose last close waits up to C{seconds}: data
+    queued towards a reader that never reads, and C{SO_LINGER} on.  The
+    wait ends when C{reader} is closed (a reset).
+    """
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    testCase.addCleanup(listener.close)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    sock = socket.create_connection(listener.getsockname())
+    reader, _ = listener.accept()
+    testCase.addCleanup(reader.close)
+    reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    try:
+        while True:
+            sock.send(b"x" * 65536)
+    except BlockingIOError:
+        pass
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                    struct.pack("ii", 1, seconds))
+    return _Lingering(sock, reader)
+
+
+class DescriptorWorkerTests(TestCase):
+    """
+    The worker that inspects and closes callers' descriptors.
+    """
+
+    @inlineCallbacks
+    def test_stuckUidDelaysOnlyItself(self):
+        """
+        A job that never ends holds its uid's later jobs, not other uids';
+        the threads are bounded.
+        """
+        import threading
+        worker = DescriptorWorker(reactor, maxThreads=2)
+        release = threading.Event()
+        self.addCleanup(release.set)
+        stuck = worker.submit(1001, release.wait, 30)
+        later = worker.submit(1001, lambda: "later")
+        self.assertEqual((yield worker.submit(1002, lambda: "other")),
+                         "other")
+        self.assertFalse(later.called)
+        self.assertEqual(worker.queued(1001), 2)
+        worker.maxThreads = 1
+        bounded = worker.submit(1003, lambda: "bounded")
+        self.assertFalse(bounded.called)
+        release.set()
+        self.assertTrue((yield stuck))
+        self.assertEqual((yield later), "later")
+        self.assertEqual((yield bounded), "bounded")
+        self.assertEqual(worker.queued(1001), 0)
+
+    @inlineCallbacks
+    def test_failure(self):
+        worker = DescriptorWorker(reactor)
+        d = worker.submit(1, os.close, -1)
+        yield self.assertFailure(d, OSError)
+        self.assertEqual(worker.queued(1), 0)
+
+
+class ClientRefusalTests(SynchronousTestCase):
+    """
+    Red team finding 5: a service that refuses before reading (its
+    answer queued, the connection closed) is reported with its own words.
+    """
+
+    def test_refusalAfterBrokenPipe(self):
+        client, service = socket.socketpair()
+        self.addCleanup(client.close)
+        service.sendall(loginwire.refusal(2, "too many logins are starting: "
+                                             "try again"))
+        service.close()
+        self.patch(loginclient, "connect", lambda path: client)
+        self.patch(os, "isatty", lambda fd: False)
+        from jailtwist.errors import JailtwistError
+        error = self.assertRaises(JailtwistError, loginclient.login,
+                                  "jk_chrootsh", ["-c", "true"], {},
+                                  path="/nonexistent")
+        self.assertNotIsInstance(error, loginclient.ServiceUnavailable)
+        self.assertIn("too many logins are starting", str(error))
+
+    def test_nothingQueued(self):
+        client, service = socket.socketpair()
+        self.addCleanup(client.close)
+        service.close()
+        self.patch(loginclient, "connect", lambda path: client)
+        self.patch(os, "isatty", lambda fd: False)
+        error = self.assertRaises(loginclient.ServiceUnavailable,
+                                  loginclient.login, "jk_chrootsh",
+                                  ["-c", "true"], {}, path="/nonexistent")
+        self.assertIn("not reachable", str(error))
 
 
 def _notOpen(fd, opened):
@@ -679,6 +959,64 @@ class ServiceLoginTests(LoginTestCase):
         self.assertNotIn("\x1b", result.stderr)
         self.assertLogged("which is not allowed")
 
+    def test_undecodableOptionLogged(self):
+        """
+        Red team finding 4: an option that is not UTF-8 (jk_uchroot's
+        getopt quotes it) still gets its refusal, and the syslog line
+        (escaped: syslog refuses such text, and the line was lost).
+        """
+        result = self.rawLogin("jk_uchroot", ["--\udcff"], {})
+        self.assertNotEqual(result.returncode, 0, result.stderr)
+        self.assertIn("not recognized", result.stderr)
+        self.assertLogged("--\\udcff not recognized")
+
+    def test_newlineEscapedInSyslog(self):
+        """
+        A line break in caller-chosen text reaches syslog escaped (as
+        C{\\n}), whatever the receiver does with raw ones: no forged line.
+        """
+        result = self.rawLogin(
+            "jk_uchroot", ["--x\nFORGED: login service: user root"], {})
+        self.assertNotEqual(result.returncode, 0, result.stderr)
+        self.assertLogged("--x\\nFORGED")
+        for line in self.syslog.lines():
+            self.assertNotIn("#012", line)
+
+    def test_callerProcessState(self):
+        """
+        Red team finding 3: the program has the caller's resource limits
+        (pam_limits), audit login uid (pam_loginuid), nice value and
+        cgroup, not the root daemon's.
+        """
+        self.setShell("/usr/bin/sh")
+        command = ["sh", "-c", "echo 4242 > /proc/self/loginuid && "
+                               "exec \"$@\"", "sh"] + asUser(
+            self.user, ["nice", "-n", "7", "prlimit", "--nproc=40:40",
+                        "--nofile=64:64", "--core=0:0",
+                        harness.script("jk_chrootsh"), "-c",
+                        "echo $$; exec busybox cat"])
+        process = subprocess.Popen(
+            withDevLog(self, self.syslog, withoutUserNamespaces(command)),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, cwd="/")
+        self.addCleanup(process.wait)
+        self.addCleanup(process.kill)
+        pid = int(harness.readLine(process.stdout))
+        self.assertEqual(open(f"/proc/{pid}/loginuid").read(), "4242")
+        limits = open(f"/proc/{pid}/limits").read()
+        from jailtwist.loginservice import parseLimits
+        parsed = parseLimits(limits)
+        self.assertEqual(parsed["RLIMIT_NPROC"], [40, 40], limits)
+        self.assertEqual(parsed["RLIMIT_NOFILE"], [64, 64], limits)
+        self.assertEqual(parsed["RLIMIT_CORE"], [0, 0], limits)
+        self.assertEqual(os.getpriority(os.PRIO_PROCESS, pid), 7)
+        clients = [p for p in _descendants(process.pid)
+                   if _name(p) == "jk_chrootsh"]
+        self.assertEqual(open(f"/proc/{pid}/cgroup").read(),
+                         open(f"/proc/{clients[0]}/cgroup").read())
+        process.stdin.close()
+        self.assertEqual(process.wait(30), 0)
+
     def test_symlinkedJail(self):
         """
         A jail path with a symlink in it is refused by the service too
@@ -770,6 +1108,62 @@ class ServiceLoginTests(LoginTestCase):
         for part in ("user.max_user_namespaces=0", "AppArmor",
                      "twistd jailtwist"):
             self.assertIn(part, result.stderr)
+
+
+class KeyringTests(LoginTestCase):
+    """
+    Red team finding 2: the suite runs in a session keyring holding a key
+    of root's (as pam_keyinit or systemd's C{KeyringMode=private} give
+    it); logins through the service must see neither it nor each other's
+    keys.  A static probe (tests/keyprobe.c) reads the keyring in the jail.
+    """
+
+    user = "jtlsvc2"
+
+    def setUp(self):
+        super().setUp()
+        compiler = shutil.which("cc") or shutil.which("gcc")
+        if compiler is None:
+            raise AssertionError("no C compiler: install gcc and libc6-dev "
+                                 "(bootstrap.sh's TEST_PACKAGES)")
+        probe = harness.shortTempDir(self).child("keyprobe").path
+        subprocess.run([compiler, "-static", "-O", "-o", probe,
+                        os.path.join(os.path.dirname(__file__),
+                                     "keyprobe.c")], check=True)
+        target = os.path.join(self.jail, "usr/bin/keyprobe")
+        shutil.copy(probe, target)
+        os.chmod(target, 0o755)
+        self.patch(sys.modules[__name__], "WITH_PTYS",
+                   [probe, "wrap", "rootsecret", "TOPSECRET"] + WITH_PTYS)
+        self.service = startSuite(self, self.syslog)
+        self.setShell("/usr/bin/sh")
+
+    def login(self, command, **kw):
+        return withDevLog(self, self.syslog, withoutUserNamespaces(asUser(
+            self.user, [harness.script("jk_chrootsh"), "-c", command])))
+
+    def test_ownSessionKeyring(self):
+        result = subprocess.run(self.login("keyprobe get rootsecret"),
+                                capture_output=True, text=True, timeout=60,
+                                cwd="/", stdin=subprocess.DEVNULL)
+        self.assertEqual(result.stdout, "get rootsecret: (not found)\n",
+                         result.stderr)
+        # One login keeps a key in its keyring; another does not see it.
+        holder = subprocess.Popen(
+            self.login("keyprobe put password hunter2; exec busybox cat"),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, cwd="/")
+        self.addCleanup(holder.wait)
+        self.addCleanup(holder.kill)
+        self.assertEqual(harness.readLine(holder.stdout).strip(),
+                         "put password: done")
+        result = subprocess.run(self.login("keyprobe get password"),
+                                capture_output=True, text=True, timeout=60,
+                                cwd="/", stdin=subprocess.DEVNULL)
+        self.assertEqual(result.stdout, "get password: (not found)\n",
+                         result.stderr)
+        holder.stdin.close()
+        self.assertEqual(holder.wait(30), 0)
 
 
 class ServiceFuzzTests(SynchronousTestCase):
