@@ -39,8 +39,6 @@ jailtwist's light modules are imported (the login path reads the list).
 
 import os
 import stat
-from collections import namedtuple
-
 from jailtwist.errors import JailtwistError
 
 #: Where the bind list lives, relative to the jail's root.
@@ -83,14 +81,63 @@ NEVER = ("/proc", "/sys", "/dev", "/home", "/root", "/run", "/tmp",
 _MAX_LIST = 4 * 1024 * 1024
 _DIRECTORY = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
-#: One mount for the ways in to make: bind C{source} (a host path) at
-#: C{target} (the same path, as seen inside the jail), read-only, nosuid,
-#: nodev; C{directory} says whether it is a directory or a file (the mount
-#: point in the jail must be of the same kind).
-BindMount = namedtuple("BindMount", "source target directory")
+class _Record:
+    """
+    A small immutable record (a plain class: C{collections.namedtuple}
+    costs about 2 ms of import on the launch and login paths).
+    """
 
-#: A host path that passed L{checkHostPath}: C{directory} as in L{BindMount}.
-HostPath = namedtuple("HostPath", "path directory")
+    __slots__ = ()
+    _fields = ()
+
+    def __init__(self, *values):
+        for name, value in zip(self._fields, values, strict=True):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def _values(self):
+        return tuple(getattr(self, name) for name in self._fields)
+
+    def _replace(self, **changes):
+        values = dict(zip(self._fields, self._values()))
+        values.update(changes)
+        return type(self)(*(values[name] for name in self._fields))
+
+    def __iter__(self):
+        return iter(self._values())
+
+    def __eq__(self, other):
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self):
+        return hash(self._values())
+
+    def __repr__(self):
+        return f"{type(self).__name__}{self._values()!r}"
+
+
+class BindMount(_Record):
+    """
+    One mount for the ways in to make: bind C{source} (a host path) at
+    C{target} (the same path, as seen inside the jail), read-only, nosuid,
+    nodev; C{directory} says whether it is a directory or a file (the mount
+    point in the jail must be of the same kind).
+    """
+
+    __slots__ = _fields = ("source", "target", "directory")
+
+
+class HostPath(_Record):
+    """
+    A host path that passed L{checkHostPath}: C{directory} as in
+    L{BindMount}.
+    """
+
+    __slots__ = _fields = ("path", "directory")
 
 
 class BindListError(JailtwistError):
@@ -416,3 +463,93 @@ def loadPlan(jail):
         os.close(root)
     checked = checkEntries(parseBindList(data or b""), jail.location)
     return mountPlan(checked.accepted), checked
+
+
+class PreparedBinds:
+    """
+    The binds of one entry into a jail, checked and pinned by the process
+    that still has the real credentials (before any user namespace, in
+    which root-owned files show as unmapped): for each mount of the plan,
+    an C{O_PATH} descriptor of the checked host source and of the checked
+    mount point.  L{jailtwist.enter.assembleBinds} mounts exactly these
+    objects: it reopens each path in the entry's own mount namespace and
+    requires the same device and inode.
+
+    @ivar plan: the L{BindMount}s.
+    @ivar checked: the L{CheckedList} (C{missing} is for the user).
+    @ivar pins: C{(mount, hostFd, pointFd)} for each mount of the plan.
+    @ivar rootFd: an C{O_PATH} descriptor of the jail's root (a duplicate
+        of the one given to L{prepareBinds}).
+    """
+
+    def __init__(self, plan, checked, pins, rootFd):
+        self.plan = plan
+        self.checked = checked
+        self.pins = pins
+        self.rootFd = rootFd
+
+    def covering(self, inner):
+        """
+        The mount of the plan that C{inner} (a path inside the jail) is
+        bound from, or C{None} if it is the jail's own.
+        """
+        for mount in self.plan:
+            if isUnder(inner, mount.target):
+                return mount
+        return None
+
+    def close(self):
+        for mount, hostFd, pointFd in self.pins:
+            os.close(hostFd)
+            os.close(pointFd)
+        self.pins = []
+        if self.rootFd is not None:
+            os.close(self.rootFd)
+            self.rootFd = None
+
+
+def prepareBinds(jailRoot, location):
+    """
+    Read, check, plan and pin the binds of the jail whose root directory
+    descriptor is C{jailRoot} (the descriptor the way in enters: the list
+    is never looked up again by path).
+
+    @param location: the jail's host path (for the overlap check and the
+        messages).
+    @return: a L{PreparedBinds}, or C{None} if the jail is not a bind jail.
+    @raise BindListError: if the list cannot be trusted, an entry is
+        refused (the first refusal, with its line), or a mount point is
+        unsafe: nothing may run in a half-assembled jail.
+    """
+    data = readBindList(jailRoot)
+    if data is None:
+        return None
+    checked = checkEntries(parseBindList(data), location)
+    if checked.refused:
+        first = checked.refused[0]
+        more = len(checked.refused) - 1
+        raise BindListError(
+            f"{location}/{LIST} line {checked.lines.get(first.path)}: "
+            f"{first}" + (f" (and {more} more refused)" if more else "")
+            + "; fix the list (jk_update -j JAIL rewrites it) or run "
+              "jk_check")
+    plan = mountPlan(checked.accepted)
+    pins = []
+    prepared = PreparedBinds(plan, checked, pins,
+                             os.dup(jailRoot))
+    try:
+        for mount in plan:
+            try:
+                hostFd = openHostPath(mount.source)
+            except (RefusedEntry, MissingEntry) as e:
+                raise BindListError(f"{location}: {e}") from None
+            try:
+                pointFd = openMountPoint(jailRoot, mount)
+            except BindListError as e:
+                os.close(hostFd)
+                raise BindListError(f"{location}: {e}") from None
+            pins.append((mount, hostFd, pointFd))
+    except BaseException:
+        prepared.close()
+        raise
+    return prepared

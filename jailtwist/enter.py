@@ -147,6 +147,11 @@ _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41,
                    "armv7l": 218}
 _SYS_OPEN_TREE = 428
 _SYS_MOVE_MOUNT = 429
+_SYS_MOUNT_SETATTR = 442
+MOVE_MOUNT_T_EMPTY_PATH = 0x00000040
+MOUNT_ATTR_RDONLY = 0x00000001
+MOUNT_ATTR_NOSUID = 0x00000002
+MOUNT_ATTR_NODEV = 0x00000004
 _SYS_KEYCTL = {"x86_64": 250, "aarch64": 219, "riscv64": 219,
                "ppc64le": 271, "s390x": 280, "i686": 288, "i386": 288,
                "armv7l": 311}
@@ -804,6 +809,212 @@ def installSyscallFilter():
                                     f"{e.strerror}", e.errno) from None
 
 
+# -- bind jails ---------------------------------------------------------------
+#
+# A bind jail (jk_init --bind) is assembled by every way in, in the entry's
+# own private mount namespace, from the binds jailtwist.bindlist checked and
+# pinned (PreparedBinds).  The new mount API is used: open_tree(
+# OPEN_TREE_CLONE) makes a detached copy of exactly the checked host object,
+# mount_setattr makes that copy read-only, nosuid and nodev while nobody can
+# see it, and move_mount attaches it, already read-only, on the checked
+# mount point.  With mount(MS_BIND) and a remount there is a moment in which
+# the bind is writable (and mount(2) takes paths, which would be resolved
+# again).  The calls take descriptors, so nothing is looked up by path
+# after the checks but the reopening below, which must land on the same
+# device and inode as the pinned descriptor.  Linux >= 5.12.
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64),
+                ("userns_fd", ctypes.c_uint64)]
+
+
+def privateMounts():
+    """
+    Make every mount of this process's (new) mount namespace private, so
+    nothing mounted in it propagates to the host, and nothing later
+    mounted on the host appears in it.
+    """
+    try:
+        mount(None, "/", None, MS_REC | MS_PRIVATE)
+    except OSError as e:
+        raise EnterError("mount", f"cannot make the mount namespace private: "
+                                  f"{e.strerror}", e.errno) from None
+
+
+def _reopenSame(start, path, pinned, what):
+    """
+    Open C{path} from the directory descriptor C{start} (in this mount
+    namespace), one component at a time and following no symlink, and
+    require it to be the object C{pinned} was opened on.
+    """
+    fd = os.dup(start)
+    try:
+        parts = [p for p in path.split("/") if p]
+        for i, part in enumerate(parts):
+            flags = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+            if i < len(parts) - 1:
+                flags |= os.O_DIRECTORY
+            new = os.open(part, flags, dir_fd=fd)
+            os.close(fd)
+            fd = new
+        a, b = os.fstat(fd), os.fstat(pinned)
+    except OSError as e:
+        os.close(fd)
+        raise EnterError("mount", f"cannot reopen the {what} {path}: "
+                                  f"{e.strerror}", e.errno) from None
+    if (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino):
+        os.close(fd)
+        raise EnterError("mount", f"the {what} {path} changed while the "
+                                  f"jail was being assembled: refusing to "
+                                  f"continue")
+    return fd
+
+
+def cloneBinds(prepared):
+    """
+    The first half of L{assembleBinds}, while C{/} is still the host's and
+    this process is in its own private mount namespace: a detached,
+    read-only, nosuid, nodev copy of each pinned host source.
+
+    @param prepared: a L{jailtwist.bindlist.PreparedBinds}.
+    @return: one C{open_tree} descriptor per mount of the plan (close them,
+        or pass them to L{attachBinds}).
+    @raise EnterError: step C{mount}.
+    """
+    attr = _MountAttr(MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID
+                      | MOUNT_ATTR_NODEV, 0, 0, 0)
+    trees = []
+    root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for mount_, hostFd, _ in prepared.pins:
+            source = _reopenSame(root, mount_.source, hostFd, "host path")
+            try:
+                if stat.S_ISDIR(os.fstat(source).st_mode) != mount_.directory:
+                    raise EnterError("mount", f"the host path "
+                                              f"{mount_.source} changed kind")
+                tree = _syscall(_SYS_OPEN_TREE, ctypes.c_int(source),
+                                ctypes.c_char_p(b""),
+                                ctypes.c_uint(OPEN_TREE_CLONE | os.O_CLOEXEC
+                                              | AT_EMPTY_PATH))
+                trees.append(tree)
+                _syscall(_SYS_MOUNT_SETATTR, ctypes.c_int(tree),
+                         ctypes.c_char_p(b""), ctypes.c_uint(AT_EMPTY_PATH),
+                         ctypes.byref(attr), ctypes.c_size_t(
+                             ctypes.sizeof(attr)))
+            except OSError as e:
+                hint = (" (bind jails need Linux 5.12 or later)"
+                        if e.errno == errno.ENOSYS else "")
+                raise EnterError("mount", f"cannot bind {mount_.source}: "
+                                          f"{e.strerror}{hint}",
+                                 e.errno) from None
+            finally:
+                os.close(source)
+    except BaseException:
+        for tree in trees:
+            os.close(tree)
+        raise
+    finally:
+        os.close(root)
+    return trees
+
+
+def attachBinds(rootFd, prepared, trees):
+    """
+    The second half of L{assembleBinds}: attach each copy from
+    L{cloneBinds} on its pinned mount point, reached from C{rootFd} (the
+    jail's root in this mount namespace).  The descriptors in C{trees} are
+    closed.
+
+    @raise EnterError: step C{mount}.
+    """
+    try:
+        for (mount_, _, pointFd), tree in zip(prepared.pins, trees,
+                                               strict=True):
+            point = _reopenSame(rootFd, mount_.target, pointFd,
+                                "mount point")
+            try:
+                _syscall(_SYS_MOVE_MOUNT, ctypes.c_int(tree),
+                         ctypes.c_char_p(b""), ctypes.c_int(point),
+                         ctypes.c_char_p(b""),
+                         ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH
+                                       | MOVE_MOUNT_T_EMPTY_PATH))
+            except OSError as e:
+                raise EnterError("mount", f"cannot bind {mount_.source} in "
+                                          f"the jail: {e.strerror}",
+                                 e.errno) from None
+            finally:
+                os.close(point)
+    finally:
+        for tree in trees:
+            os.close(tree)
+
+
+def assembleBinds(rootFd, prepared):
+    """
+    Assemble a bind jail: bind every pinned host source of C{prepared}
+    read-only, nosuid and nodev on its mount point under C{rootFd}.  Call
+    it in the entry's own mount namespace, after L{privateMounts}, before
+    changing root, with C{rootFd} opened in that namespace (a descriptor
+    opened before C{unshare} still refers to the host's mounts, and a
+    mount made under it would not be seen; see L{enterJailRoot}).
+
+    @param prepared: a L{jailtwist.bindlist.PreparedBinds} (its pins stay
+        open: the caller closes it).
+    @raise EnterError: step C{mount}; the jail must then not be entered.
+    """
+    attachBinds(rootFd, prepared, cloneBinds(prepared))
+
+
+def _enterDirectory(jail):
+    try:
+        if isinstance(jail, int):
+            os.fchdir(jail)
+        else:
+            os.chdir(jail)
+    except OSError as e:
+        raise EnterError("chroot", f"could not change to the jail {jail}: "
+                                   f"{e.strerror}", e.errno) from None
+
+
+def enterBindJailNamespace(prepared, flags=0):
+    """
+    For a way in running as root: a new mount namespace (with the extra
+    C{CLONE_NEW*} C{flags}), made private, with the binds of C{prepared}
+    assembled in it.
+
+    @return: an C{O_PATH} descriptor of the jail's root in the new
+        namespace, to change root to (close it).
+    @raise EnterError: step C{unshare} or C{mount}.
+    """
+    _enterDirectory(prepared.rootFd)
+    try:
+        unshare(CLONE_NEWNS | flags)
+    except OSError as e:
+        raise EnterError("unshare", f"cannot create the jail's mount "
+                                    f"namespace: {e.strerror}",
+                         e.errno) from None
+    return _bindJailRoot(prepared)
+
+
+def _bindJailRoot(prepared):
+    """
+    With the jail's directory as the working directory before C{unshare}
+    (the kernel moves it to this namespace's copy of the mount), open that
+    copy, make the namespace private and assemble the binds in it.
+
+    @return: an C{O_PATH} descriptor of the jail's root in this namespace.
+    """
+    privateMounts()
+    root = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        assembleBinds(root, prepared)
+    except BaseException:
+        os.close(root)
+        raise
+    return root
+
+
 # -- logins -------------------------------------------------------------------
 
 _USERNS_SETTINGS = (
@@ -886,7 +1097,8 @@ def loopbackUp():
         sock.close()
 
 
-def enterAsUser(jail, home="/", namespaces=(), uid=None, gid=None):
+def enterAsUser(jail, home="/", namespaces=(), uid=None, gid=None,
+                binds=None):
     """
     Enter C{jail} for a login; the caller execs the shell afterwards.
 
@@ -908,14 +1120,29 @@ def enterAsUser(jail, home="/", namespaces=(), uid=None, gid=None):
         up), C{"ipc"}, C{"uts"}.
     @param uid: as root, the uid to become (required); ignored otherwise.
     @param gid: as root, the gid to become (required); ignored otherwise.
+    @param binds: for a bind jail, its L{jailtwist.bindlist.PreparedBinds}
+        (checked and pinned before any namespace, with the caller's real
+        credentials): a new mount namespace is then always made (also as
+        root), made private, and the binds are assembled in it before the
+        chroot.  The binds are not locked (this user namespace owns the
+        mount namespace that created them): it is the capabilities dropped
+        here, before the exec, that keep the program from unmounting or
+        remounting them, and any namespace it makes later gets them locked.
     @raise UserNamespaceRefused: the kernel refuses unprivileged user
         namespaces; the message names the setting.
     @raise EnterError: for any other failing step (C{step} names it).
     """
     flags = _namespaceFlags(namespaces, ("net", "ipc", "uts"))
+    if binds is not None:
+        # unshare moves the working directory to the new namespace's copy
+        # of its mount: that is how the jail is found there without being
+        # looked up again by path.
+        _enterDirectory(jail)
     if os.geteuid() == 0:
         if uid is None or gid is None:
             raise JailtwistError("enterAsUser as root needs uid and gid")
+        if binds is not None:
+            flags |= CLONE_NEWNS
         if flags:
             try:
                 unshare(flags)
@@ -924,8 +1151,13 @@ def enterAsUser(jail, home="/", namespaces=(), uid=None, gid=None):
                                  e.errno) from None
             if flags & CLONE_NEWNET:
                 loopbackUp()
-        confine(Confinement(root=jail, cwd=home, uid=uid, gid=gid,
-                            noNewPrivs=True))
+        root = _bindJailRoot(binds) if binds is not None else jail
+        try:
+            confine(Confinement(root=root, cwd=home, uid=uid, gid=gid,
+                                noNewPrivs=True))
+        finally:
+            if binds is not None:
+                os.close(root)
         return
     ownUid, ownGid = os.getuid(), os.getgid()
     try:
@@ -961,7 +1193,14 @@ def enterAsUser(jail, home="/", namespaces=(), uid=None, gid=None):
         except OSError as e:
             raise EnterError("network", f"cannot bring lo up: {e.strerror}",
                              e.errno) from None
-    chrootInto(jail)
+    if binds is not None:
+        root = _bindJailRoot(binds)
+        try:
+            chrootInto(root)
+        finally:
+            os.close(root)
+    else:
+        chrootInto(jail)
     setNoNewPrivs()
     limitCapabilities(())
     # Only now, without the namespace's capabilities: CAP_DAC_OVERRIDE
@@ -973,7 +1212,8 @@ def enterAsUser(jail, home="/", namespaces=(), uid=None, gid=None):
                                   f"{e.strerror}", e.errno) from None
 
 
-def enterForAccount(jail, home, uid, gid, groups=(), namespaces=()):
+def enterForAccount(jail, home, uid, gid, groups=(), namespaces=(),
+                    binds=None):
     """
     The root login service's entry (in a fresh process it spawned, about to
     exec): optional extra namespaces, chroot into C{jail}, an empty
@@ -983,6 +1223,9 @@ def enterForAccount(jail, home, uid, gid, groups=(), namespaces=()):
     login through a user namespace).
 
     @param jail: an open directory descriptor (or path) of the checked jail.
+    @param binds: for a bind jail, its L{jailtwist.bindlist.PreparedBinds}:
+        a new mount namespace is made private and the binds are assembled
+        in it before the chroot.
     @raise EnterError: naming the step that failed; C{JailtwistError} if
         not root or asked to stay root.
     """
@@ -992,6 +1235,9 @@ def enterForAccount(jail, home, uid, gid, groups=(), namespaces=()):
         raise JailtwistError("the login service never runs a program as "
                              "root or with group 0")
     flags = _namespaceFlags(namespaces, ("net", "ipc", "uts"))
+    if binds is not None:
+        _enterDirectory(jail)
+        flags |= CLONE_NEWNS
     if flags:
         try:
             unshare(flags)
@@ -1004,8 +1250,13 @@ def enterForAccount(jail, home, uid, gid, groups=(), namespaces=()):
             except OSError as e:
                 raise EnterError("network", f"cannot bring lo up: "
                                  f"{e.strerror}", e.errno) from None
-    confine(Confinement(root=jail, cwd="/", uid=uid, gid=gid, groups=groups,
-                        capabilities=(), noNewPrivs=True))
+    root = _bindJailRoot(binds) if binds is not None else jail
+    try:
+        confine(Confinement(root=root, cwd="/", uid=uid, gid=gid,
+                            groups=groups, capabilities=(), noNewPrivs=True))
+    finally:
+        if binds is not None:
+            os.close(root)
     if any(getCapabilities()) or os.getresuid() != (uid, uid, uid):
         raise EnterError("capabilities", "capabilities or ids survived the "
                                          "switch to the account")
@@ -1416,11 +1667,15 @@ class LaunchSpec:
         before the exec.
     @ivar vethName: the name of the host's end of the veth pair (at most 15
         bytes); by default C{jtv} followed by a pid.
+    @ivar binds: for a bind jail, its L{jailtwist.bindlist.PreparedBinds}
+        (pinned from a descriptor of C{jail}); the launch then always makes
+        a private mount namespace and assembles them in it before the
+        program runs, also without other namespaces.
     """
 
     def __init__(self, jail, executable, argv, uid=None, gid=None,
                  isolation=None, onStarted=None, vethName=None,
-                 onReady=None):
+                 onReady=None, binds=None):
         self.jail = jail
         self.executable = executable
         self.argv = list(argv)
@@ -1430,6 +1685,7 @@ class LaunchSpec:
         self.onStarted = onStarted
         self.onReady = onReady
         self.vethName = vethName
+        self.binds = binds
 
 
 def launch(spec):
@@ -1465,7 +1721,14 @@ def launch(spec):
         for callback in (spec.onStarted, spec.onReady):
             if callback is not None:
                 callback(os.getpid())
-        chrootInto(spec.jail)
+        if spec.binds is not None:
+            root = enterBindJailNamespace(spec.binds)
+            try:
+                chrootInto(root)
+            finally:
+                os.close(root)
+        else:
+            chrootInto(spec.jail)
         if isolation.capabilities is not None:
             limitBoundingSet(isolation.capabilities)
         _exec(spec)
@@ -1793,7 +2056,7 @@ class _JailChild:
     def _unshare(self):
         iso = self.isolation
         flags = 0
-        if iso.filesystem or iso.pid:
+        if iso.filesystem or iso.pid or self.spec.binds is not None:
             flags |= CLONE_NEWNS
         if iso.pid:
             # The host's cgroup path (often naming the service or user that
@@ -1845,21 +2108,28 @@ class _JailChild:
         """
         iso = self.isolation
         jail = self.spec.jail
-        if iso.filesystem or iso.pid:
-            try:
-                mount(None, "/", None, MS_REC | MS_PRIVATE)
-            except OSError as e:
-                raise EnterError("mount", f"cannot make the mount namespace "
-                                          f"private: {e.strerror}",
-                                 e.errno) from None
+        binds = self.spec.binds
+        if iso.filesystem or iso.pid or binds is not None:
+            privateMounts()
         if iso.filesystem:
+            # A bind jail's host sources are cloned while the host's root
+            # is still there, and attached inside the new root.
+            trees = cloneBinds(binds) if binds is not None else None
             logTree = self._pivot(jail)
-        elif iso.pid:
+            if trees is not None:
+                root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+                try:
+                    attachBinds(root, binds, trees)
+                finally:
+                    os.close(root)
+        elif iso.pid or binds is not None:
             # After unshare, descriptors opened before refer to the host's
             # mounts (mounting under them fails): reopen the jail in this
             # namespace and check it is the same directory.
             inner = _reopen(jail, self.jailFd)
             try:
+                if binds is not None:
+                    assembleBinds(inner, binds)
                 chrootInto(inner)
             finally:
                 os.close(inner)

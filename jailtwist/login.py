@@ -1096,6 +1096,27 @@ class NamespaceUnavailable(Refused):
     """
 
 
+def prepareLoginBinds(plan, log):
+    """
+    The binds of C{plan}'s jail if it is a bind jail (C{None} otherwise),
+    checked and pinned from C{plan.jailFd}; host paths the host lacks are
+    logged and skipped.
+
+    @raise Refused: exit 53 if the bind list cannot be used.
+    """
+    from jailtwist import bindlist
+    if not bindlist.listPresent(plan.jailFd):
+        return None
+    try:
+        binds = bindlist.prepareBinds(plan.jailFd, plan.jail.location)
+    except bindlist.BindListError as e:
+        raise Refused(f"abort, the jail {plan.jail.location} cannot be "
+                      f"assembled: {e}", 53)
+    for missing in binds.checked.missing:
+        log.info(f"bind jail {plan.jail.location}: {missing}")
+    return binds
+
+
 def execute(plan, log):
     """
     Enter the jail of C{plan} and execute its program; returns only by
@@ -1113,13 +1134,19 @@ def execute(plan, log):
         status = os.open("/proc/self/status", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         status = None
+    binds = None
     try:
         before = _tracer(status)
         try:
+            # Checked and pinned now, with the caller's real ids: inside
+            # the user namespace root-owned files show as unmapped.
+            binds = prepareLoginBinds(plan, log)
             enterAsUser(plan.jailFd, plan.home, plan.namespaces,
-                        uid=os.getuid(), gid=os.getgid())
+                        uid=os.getuid(), gid=os.getgid(), binds=binds)
         finally:
             os.close(plan.jailFd)
+            if binds is not None:
+                binds.close()
         after = _tracer(status)
         if after not in ("0", before):
             raise Refused(f"abort, the process was traced by process "

@@ -11,7 +11,10 @@ what the service hands over:
     argv, environment, umask, namespaces, whether 0 is a pty, the exit
     status and message for a failing exec, the exit status of each step
     of entering);
-  - descriptor 4: an C{O_PATH} descriptor of the checked jail.
+  - descriptor 4: an C{O_PATH} descriptor of the checked jail (for a bind
+    jail, its bind list is read and its binds are checked from this
+    descriptor, then assembled in a private mount namespace by
+    L{jailtwist.enter.enterForAccount}).
 
 It takes the caller's process state (limits, audit login uid, cgroup:
 L{jailtwist.enter.adoptCallerState}), starts a session (with the pty as its controlling terminal), enters the
@@ -36,6 +39,29 @@ def _fail(message, code):
         os._exit(code)
 
 
+def _prepareBinds(plan):
+    """
+    For a bind jail, its binds checked and pinned from the service's own
+    descriptor of the jail (never looked up again by path); host paths the
+    host lacks go to the auth log.  A list that cannot be used is a
+    C{JailtwistError}: nothing runs in a half-assembled jail.
+    """
+    from jailtwist import bindlist
+    if not bindlist.listPresent(JAIL_FD):
+        return None
+    try:
+        binds = bindlist.prepareBinds(JAIL_FD, plan["jail"])
+    except bindlist.BindListError as e:
+        raise bindlist.BindListError(
+            f"the jail {plan['jail']} cannot be assembled: {e}") from None
+    if binds.checked.missing:
+        import syslog
+        for missing in binds.checked.missing:
+            syslog.syslog(syslog.LOG_AUTH | syslog.LOG_INFO,
+                          f"bind jail {plan['jail']}: {missing}")
+    return binds
+
+
 def main():
     try:
         with os.fdopen(PLAN_FD, "rb") as f:
@@ -49,10 +75,12 @@ def main():
         fcntl.ioctl(0, _TIOCSCTTY, 0)
     from jailtwist.enter import EnterError, adoptCallerState, enterForAccount
     from jailtwist.errors import JailtwistError
+    binds = None
     try:
         adoptCallerState(plan["caller"])
+        binds = _prepareBinds(plan)
         enterForAccount(JAIL_FD, plan["home"], plan["uid"], plan["gid"],
-                        plan["groups"], plan["namespaces"])
+                        plan["groups"], plan["namespaces"], binds)
     except EnterError as e:
         _fail(f"{plan['program']}: abort, entering the jail {plan['jail']} "
               f"failed: {e}", plan["stepCodes"].get(e.step, 33))
@@ -60,6 +88,8 @@ def main():
         _fail(f"{plan['program']}: abort: {e}", 33)
     finally:
         os.close(JAIL_FD)
+        if binds is not None:
+            binds.close()
     # The daemon's umask is not the login's: sshd's default, unless jk_lsh
     # sets one.
     os.umask(0o022 if plan["umask"] is None else plan["umask"])

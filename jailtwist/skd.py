@@ -857,6 +857,7 @@ class JailLauncher:
         self.capabilities = capabilities
         self.noNewPrivs = noNewPrivs
         self._root = None
+        self._bind = False
 
     def prepare(self):
         from jailtwist.jail import Jail
@@ -864,14 +865,17 @@ class JailLauncher:
         jail.checkSafe(parents=False)
         if self._root is None:
             self._root = jail.openRoot()
+            from jailtwist.bindlist import listPresent
+            self._bind = listPresent(self._root)
         if self.capabilities is not None:
             from jailtwist.enter import compileSyscallFilter
             compileSyscallFilter()
 
-    def _confinement(self):
+    def _confinement(self, root=None):
         from jailtwist.enter import Confinement
         groups = () if self.gid is None else (self.gid,)
-        return Confinement(root=self._root, uid=self.uid, gid=self.gid,
+        return Confinement(root=self._root if root is None else root,
+                           uid=self.uid, gid=self.gid,
                            groups=groups, capabilities=self.capabilities,
                            noNewPrivs=self.noNewPrivs,
                            syscallFilter=self.capabilities is not None)
@@ -883,6 +887,29 @@ class JailLauncher:
         for name in self.namespaces:
             result |= flags[name]
         return result
+
+    def _enterBindJail(self, flags):
+        """
+        A bind jail, in the child for one connection: its list is read and
+        checked now (so a host upgrade since skd started is what the jail
+        gets) from the descriptor opened at start, and assembled in the
+        child's own private mount namespace before the chroot.  Host paths
+        the host lacks are reported on stderr and skipped.
+        """
+        from jailtwist import bindlist
+        from jailtwist.enter import confine, enterBindJailNamespace
+        binds = bindlist.prepareBinds(self._root, self.jail)
+        try:
+            for missing in binds.checked.missing:
+                os.write(2, f"skd: {self.jail}: {missing}\n".encode(
+                    "utf-8", "replace"))
+            root = enterBindJailNamespace(binds, flags)
+            try:
+                confine(self._confinement(root))
+            finally:
+                os.close(root)
+        finally:
+            binds.close()
 
     def launch(self, stdio, environ):
         from jailtwist.enter import confine, unshare
@@ -899,9 +926,12 @@ class JailLauncher:
             for signum in _RESET_SIGNALS:
                 signal.signal(signum, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_SETMASK, ())
-            if flags:
-                unshare(flags)
-            confine(confinement)
+            if self._bind:
+                self._enterBindJail(flags)
+            else:
+                if flags:
+                    unshare(flags)
+                confine(confinement)
             os.execvpe(self.program, self.argv, environ)
         except BaseException as e:
             reason = getattr(e, "strerror", None) or str(e)
@@ -916,9 +946,12 @@ class JailLauncher:
         for signum in _RESET_SIGNALS:
             signal.signal(signum, signal.SIG_DFL)
         flags = self._unshareFlags()
-        if flags:
-            unshare(flags)
-        confine(self._confinement())
+        if self._bind:
+            self._enterBindJail(flags)
+        else:
+            if flags:
+                unshare(flags)
+            confine(self._confinement())
         try:
             os.execvp(self.program, self.argv)
         except OSError as e:

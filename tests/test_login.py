@@ -54,18 +54,24 @@ def _copy(jail, path):
     os.chmod(target, os.stat(target).st_mode & 0o755)
 
 
-def buildJail(testCase, name="sftproot"):
+def buildJail(testCase, name="sftproot", bind=False):
     """
     The walkthrough jail: C{jk_init -j JAIL jk_lsh sftp scp} (with the
     installed jk_init, or an equivalent copy where it is not installed yet),
     the jail's jk_lsh.ini allowing sftp-server and scp, plus a static
     busybox at /usr/bin/busybox that is in the jail but not allowed.
 
+    @param bind: build it with C{jk_init --bind} (assembled from read-only
+        binds of the host's files when entered).
     @return: the jail's path.
     """
     jail = harness.jailParent(testCase).child(name).path
     os.mkdir(jail, 0o755)
-    if harness.BIN.child("jk_init").exists():
+    if bind:
+        result = harness.run("jk_init", "--bind", "-j", jail, "jk_lsh",
+                             "sftp", "scp")
+        testCase.assertEqual(result.returncode, 0, result.stderr)
+    elif harness.BIN.child("jk_init").exists():
         result = harness.run("jk_init", "-j", jail, "jk_lsh", "sftp", "scp")
         testCase.assertEqual(result.returncode, 0, result.stderr)
     else:
@@ -322,12 +328,14 @@ class LoginTestCase(SynchronousTestCase):
     """
 
     user = "jtlogin1"
+    #: Build the jail with C{jk_init --bind}.
+    bind = False
 
     def setUp(self):
         harness.isolated(self)
         replaceConfig(self, "jk_chrootsh.ini", "")
         self.syslog = harness.startRsyslog(self)
-        self.jail = buildJail(self)
+        self.jail = buildJail(self, bind=self.bind)
         self.entry = addAccount(self, self.user)
         result = harness.run("jk_jailuser", "-m", "-n", "-j", self.jail,
                              self.user)

@@ -130,10 +130,13 @@ LogLevel VERBOSE
 
 class WalkthroughTestCase(SynchronousTestCase):
 
+    #: Build the jail with C{jk_init --bind}.
+    bind = False
+
     def setUp(self):
         harness.isolated(self)
         self.syslog = harness.startRsyslog(self)
-        self.jail = buildJail(self)
+        self.jail = buildJail(self, bind=self.bind)
         result = harness.run("jk_addjailuser", "-j", self.jail, "-p", "*",
                              "-u", str(freeId()), "jtssh1")
         self.assertEqual(result.returncode, 0, result.stderr)

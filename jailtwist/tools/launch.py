@@ -249,11 +249,46 @@ def resolveAccounts(jail, user, group):
     return uid, gid
 
 
-def checkExecutable(jail, executable):
+def prepareBinds(jail):
+    """
+    For a bind jail, its binds checked and pinned from one descriptor of
+    the jail; host paths the host lacks are reported on stderr and
+    skipped.
+
+    @return: a L{jailtwist.bindlist.PreparedBinds}, or C{None}.
+    @raise JailtwistError: exit status 27 if the list cannot be used.
+    """
+    from jailtwist import bindlist
+    try:
+        root = os.open(jail.location, os.O_PATH | os.O_DIRECTORY
+                       | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as e:
+        raise JailtwistError(f"could not open {jail.location}: {e.strerror}",
+                             CHROOT_FAILED) from None
+    try:
+        if not bindlist.listPresent(root):
+            return None
+        try:
+            binds = bindlist.prepareBinds(root, jail.location)
+        except bindlist.BindListError as e:
+            raise JailtwistError(f"abort, the bind jail cannot be assembled: "
+                                 f"{e}", UNSAFE_JAIL) from None
+    finally:
+        os.close(root)
+    for missing in binds.checked.missing:
+        os.write(2, f"jk_chrootlaunch: {jail.location}: {missing}\n"
+                 .encode("utf-8", "replace"))
+    return binds
+
+
+def checkExecutable(jail, executable, binds=None):
     """
     jailkit's checks on the program: inside the jail, not a symlink, a
     regular file, not setuid or setgid, not writable by group or others,
     owned by root:root.  Directories on the way are resolved inside the jail.
+
+    In a bind jail, a program under a bound host path is checked on the
+    host, where the binds will come from.
 
     @return: the program's path inside the jail.
     @raise JailtwistError: exit status 29, naming the problem.
@@ -265,8 +300,12 @@ def checkExecutable(jail, executable):
     if not inner.startswith("/"):
         inner = "/" + inner
     shown = jail.hostPath(inner)
+    where = jail
+    if binds is not None and binds.covering(inner) is not None:
+        where = Jail("/")
+        shown = f"{inner} (bound from the host into {jail.location})"
     try:
-        fd = jail.open(inner, os.O_PATH, followLast=False)
+        fd = where.open(inner, os.O_PATH, followLast=False)
     except OSError as e:
         raise JailtwistError(f"abort, executable {shown} cannot be used: "
                              f"{e.strerror}", UNSAFE_EXECUTABLE) from None
@@ -340,7 +379,13 @@ def _launch(options):
     except JailtwistError as e:
         raise JailtwistError(str(e), BAD_SETTINGS) from None
     uid, gid = resolveAccounts(jail, options["user"], options["group"])
-    inner = checkExecutable(jail, options["exec"])
+    binds = prepareBinds(jail)
+    try:
+        inner = checkExecutable(jail, options["exec"], binds)
+    except BaseException:
+        if binds is not None:
+            binds.close()
+        raise
     if os.geteuid() != 0:
         raise JailtwistError(
             f"could not change root to {jail.location}: only root can "
@@ -381,10 +426,12 @@ def _launch(options):
     spec = enter.LaunchSpec(jail.location, inner,
                             [inner] + options["args"], uid=uid, gid=gid,
                             isolation=isolation, onStarted=started,
-                            onReady=ready)
+                            onReady=ready, binds=binds)
     try:
         return enter.launch(spec)
     finally:
+        if binds is not None:
+            binds.close()
         for record in records:
             if not record.alive():
                 try:
