@@ -587,3 +587,51 @@ def _readUntil(fd, text, timeout=20.0, after=""):
         except OSError:
             raise AssertionError(f"pty closed before {text!r}: {data!r}")
         data += chunk.decode("utf-8", "replace")
+
+
+# -- the walkthrough on a jail assembled from binds (jk_init --bind) ----------
+
+class _BindWalkthrough:
+    """
+    The walkthrough's jail built with C{jk_init --bind}: no copy of a host
+    program in it, the jail directory well under 1 MB, and every login
+    assembles it from read-only binds in the login's own mount namespace.
+    """
+
+    bind = True
+
+    def assertBindJail(self):
+        total = 0
+        for dirpath, dirs, files in os.walk(self.jail):
+            for name in files:
+                path = os.path.join(dirpath, name)
+                # The test's own busybox (not allowed by jk_lsh) aside.
+                if path != os.path.join(self.jail, "usr/bin/busybox"):
+                    total += os.lstat(path).st_size
+        self.assertLess(total, 1024 * 1024)
+        # The mount point of the sftp server stays empty on the host.
+        self.assertEqual(os.path.getsize(
+            os.path.join(self.jail, "usr/lib/openssh/sftp-server")), 0)
+
+
+class BindTransferTests(_BindWalkthrough, TransferTests):
+
+    def test_walkthrough(self):
+        self.assertBindJail()
+        TransferTests.test_walkthrough(self)
+
+
+class BindRefusalTests(_BindWalkthrough, RefusalTests):
+    pass
+
+
+class ServiceBindTransferTests(ServiceMixin, BindTransferTests):
+
+    def test_walkthrough(self):
+        BindTransferTests.test_walkthrough(self)
+        self.assertLogged("login service: user jtssh1")
+        self.assertLogged("user.max_user_namespaces=0 forbids them")
+
+
+class ServiceBindRefusalTests(ServiceMixin, BindRefusalTests):
+    pass
