@@ -217,50 +217,142 @@ def checkSyntax(path, jail=None):
                                  "jk_init(8))")
 
 
-def openHostPath(path):
+class _Walker:
+    """
+    L{jailtwist.login.trustedWalk} for many paths under one root, each
+    directory on the way opened and checked once (the binds of a jail share
+    most of their parents: /usr, /usr/lib, ...; this keeps a login through
+    a bind jail within a few milliseconds of one through a copied jail).
+    """
+
+    def __init__(self, root):
+        self.root = root
+        self.directories = {}
+
+    def close(self):
+        for fd in self.directories.values():
+            os.close(fd)
+        self.directories = {}
+
+    def _trusted(self, walked, st):
+        from jailtwist.login import TrustedFileError
+        if st.st_uid != 0:
+            raise TrustedFileError(f"{walked} is not owned by root")
+        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise TrustedFileError(f"{walked} is writable by group or "
+                                   f"others")
+
+    def _component(self, parent, name, walked):
+        from jailtwist.login import TrustedFileError
+        try:
+            fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         dir_fd=parent)
+        except FileNotFoundError:
+            raise TrustedFileError(f"{walked} does not exist")
+        except OSError as e:
+            raise TrustedFileError(f"{walked}: {e.strerror}")
+        st = os.fstat(fd)
+        if stat.S_ISLNK(st.st_mode):
+            os.close(fd)
+            raise TrustedFileError(f"{walked} is a symlink")
+        return fd, st
+
+    def _directory(self, walked):
+        """
+        The checked directory C{walked} ("" for the root), opened once.
+        """
+        if not walked:
+            return self.root
+        if walked in self.directories:
+            return self.directories[walked]
+        parent, name = walked.rsplit("/", 1)
+        fd, st = self._component(self._directory(parent), name, walked)
+        try:
+            if not stat.S_ISDIR(st.st_mode):
+                from jailtwist.login import TrustedFileError
+                raise TrustedFileError(f"{walked} is not a directory")
+            self._trusted(walked, st)
+        except BaseException:
+            os.close(fd)
+            raise
+        self.directories[walked] = fd
+        return fd
+
+    def open(self, inner, final=None):
+        """
+        As C{trustedWalk(root, inner, final=final)}.
+        """
+        from jailtwist.login import TrustedFileError
+        parts = [p for p in inner.split("/") if p and p != "."]
+        if not parts or ".." in parts:
+            raise TrustedFileError(f"{inner} is not a plain path")
+        walked = "/" + "/".join(parts)
+        parent = walked.rsplit("/", 1)[0]
+        fd, st = self._component(self._directory(parent), parts[-1], walked)
+        try:
+            (final or self._trusted)(walked, st)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+
+def openHostPath(path, walker=None):
     """
     Open the host path C{path} from C{/} one component at a time with
     C{O_NOFOLLOW}, requiring every component to be owned by root, not
-    writable by group or others and not a symlink.  The ways in can mount
-    from the descriptor (C{/proc/self/fd/N}), so nothing swapped in after
-    the check is bound.
+    writable by group or others and not a symlink.  The ways in mount
+    exactly this object (L{prepareBinds} pins it), so nothing swapped in
+    after the check is bound.
 
+    @param walker: a L{_Walker} on C{/} shared by several calls.
     @return: an C{O_PATH} descriptor (close it).
     @raise RefusedEntry: for a symlink or an untrusted component.
     @raise MissingEntry: if a component does not exist.
     """
-    from jailtwist.login import TrustedFileError, trustedWalk
-    root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    from jailtwist.login import TrustedFileError
+    own = walker is None
+    if own:
+        walker = _Walker(os.open("/", os.O_PATH | os.O_DIRECTORY
+                                 | os.O_CLOEXEC))
     try:
-        return trustedWalk(root, path)
+        return walker.open(path)
     except TrustedFileError as e:
         if str(e).endswith(" does not exist"):
             raise MissingEntry(path) from None
         raise RefusedEntry(path, f"host path untrusted: {e}",
                            onHost=True) from None
     finally:
-        os.close(root)
+        if own:
+            walker.close()
+            os.close(walker.root)
 
 
-def checkHostPath(path, jail=None):
+def checkHostPath(path, jail=None, walker=None, keep=None):
     """
     Every check on one entry: L{checkSyntax}, then the host path itself
     (L{openHostPath}); it must be a regular file or a directory.
 
+    @param walker: as for L{openHostPath}.
+    @param keep: a C{dict} in which to keep the checked descriptor, under
+        C{path}, instead of closing it.
     @return: a L{HostPath}.
     @raise RefusedEntry: saying why.
     @raise MissingEntry: if the host does not have it.
     """
     checkSyntax(path, jail)
-    fd = openHostPath(path)
+    fd = openHostPath(path, walker)
     try:
         mode = os.fstat(fd).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise RefusedEntry(path, "neither a regular file nor a directory "
+                                     "(devices are the jail's own, in dev/)",
+                               onHost=True)
+        if keep is not None:
+            keep[path], fd = fd, None
     finally:
-        os.close(fd)
-    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-        raise RefusedEntry(path, "neither a regular file nor a directory "
-                                 "(devices are the jail's own, in dev/)",
-                           onHost=True)
+        if fd is not None:
+            os.close(fd)
     return HostPath(path, stat.S_ISDIR(mode))
 
 
@@ -369,29 +461,37 @@ class CheckedList:
         self.lines = {}
 
 
-def checkEntries(paths, jail=None):
+def checkEntries(paths, jail=None, keep=None):
     """
-    Check every entry with L{checkHostPath}.
+    Check every entry with L{checkHostPath} (the host's directories on
+    the way opened once for all of them).
 
     @param paths: entry texts, or C{(lineNumber, path)} pairs from
         L{parseBindList}.
     @param jail: the jail's directory on the host.
+    @param keep: as for L{checkHostPath}.
     @rtype: L{CheckedList}
     """
     result = CheckedList()
     seen = set()
-    for item in paths:
-        number, path = item if isinstance(item, tuple) else (None, item)
-        if path in seen:
-            continue
-        seen.add(path)
-        result.lines[path] = number
-        try:
-            result.accepted.append(checkHostPath(path, jail))
-        except RefusedEntry as e:
-            result.refused.append(e)
-        except MissingEntry as e:
-            result.missing.append(e)
+    walker = _Walker(os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
+    try:
+        for item in paths:
+            number, path = item if isinstance(item, tuple) else (None, item)
+            if path in seen:
+                continue
+            seen.add(path)
+            result.lines[path] = number
+            try:
+                result.accepted.append(
+                    checkHostPath(path, jail, walker, keep))
+            except RefusedEntry as e:
+                result.refused.append(e)
+            except MissingEntry as e:
+                result.missing.append(e)
+    finally:
+        walker.close()
+        os.close(walker.root)
     return result
 
 
@@ -415,7 +515,7 @@ def mountPlan(accepted):
     return plan
 
 
-def openMountPoint(jailRoot, mount):
+def openMountPoint(jailRoot, mount, walker=None):
     """
     Open the mount point of C{mount} inside the jail whose root directory
     descriptor is C{jailRoot}, checked so that nothing the jail's users can
@@ -425,8 +525,9 @@ def openMountPoint(jailRoot, mount):
     file), owned by root and not writable by group or others.
 
     @param mount: a L{BindMount}.
+    @param walker: a L{_Walker} on C{jailRoot} shared by several calls.
     @return: an C{O_PATH} descriptor of the mount point (close it); mount
-        over C{/proc/self/fd/N} so nothing swapped in later is used.
+        on it (not on its path) so nothing swapped in later is used.
     @raise BindListError: saying what is wrong.
     """
     from jailtwist.login import TrustedFileError, trustedWalk
@@ -441,6 +542,8 @@ def openMountPoint(jailRoot, mount):
             raise TrustedFileError(f"{walked} is not owned by root or is "
                                    f"writable by group or others")
     try:
+        if walker is not None:
+            return walker.open(mount.target, final)
         return trustedWalk(jailRoot, mount.target, final=final)
     except TrustedFileError as e:
         raise BindListError(f"mount point for {mount.source}: {e}") from None
@@ -524,32 +627,33 @@ def prepareBinds(jailRoot, location):
     data = readBindList(jailRoot)
     if data is None:
         return None
-    checked = checkEntries(parseBindList(data), location)
-    if checked.refused:
-        first = checked.refused[0]
-        more = len(checked.refused) - 1
-        raise BindListError(
-            f"{location}/{LIST} line {checked.lines.get(first.path)}: "
-            f"{first}" + (f" (and {more} more refused)" if more else "")
-            + "; fix the list (jk_update -j JAIL rewrites it) or run "
-              "jk_check")
-    plan = mountPlan(checked.accepted)
+    kept = {}
     pins = []
-    prepared = PreparedBinds(plan, checked, pins,
-                             os.dup(jailRoot))
+    prepared = PreparedBinds([], None, pins, os.dup(jailRoot))
+    points = _Walker(jailRoot)
     try:
-        for mount in plan:
+        checked = checkEntries(parseBindList(data), location, kept)
+        prepared.checked = checked
+        if checked.refused:
+            first = checked.refused[0]
+            more = len(checked.refused) - 1
+            raise BindListError(
+                f"{location}/{LIST} line {checked.lines.get(first.path)}: "
+                f"{first}" + (f" (and {more} more refused)" if more else "")
+                + "; fix the list (jk_update -j JAIL rewrites it) or run "
+                  "jk_check")
+        prepared.plan = mountPlan(checked.accepted)
+        for mount in prepared.plan:
             try:
-                hostFd = openHostPath(mount.source)
-            except (RefusedEntry, MissingEntry) as e:
-                raise BindListError(f"{location}: {e}") from None
-            try:
-                pointFd = openMountPoint(jailRoot, mount)
+                pointFd = openMountPoint(jailRoot, mount, points)
             except BindListError as e:
-                os.close(hostFd)
                 raise BindListError(f"{location}: {e}") from None
-            pins.append((mount, hostFd, pointFd))
+            pins.append((mount, kept.pop(mount.source), pointFd))
     except BaseException:
         prepared.close()
         raise
+    finally:
+        points.close()
+        for fd in kept.values():
+            os.close(fd)
     return prepared

@@ -842,33 +842,43 @@ def privateMounts():
                                   f"{e.strerror}", e.errno) from None
 
 
-def _reopenSame(start, path, pinned, what):
+def _reopenSame(start, path, pinned, what, directories):
     """
     Open C{path} from the directory descriptor C{start} (in this mount
     namespace), one component at a time and following no symlink, and
     require it to be the object C{pinned} was opened on.
+
+    @param directories: a C{dict} of the directories opened on the way,
+        by path, shared by the calls for one jail (close them).
     """
-    fd = os.dup(start)
+    parent, name = path.rstrip("/").rsplit("/", 1)
     try:
-        parts = [p for p in path.split("/") if p]
-        for i, part in enumerate(parts):
-            flags = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
-            if i < len(parts) - 1:
-                flags |= os.O_DIRECTORY
-            new = os.open(part, flags, dir_fd=fd)
-            os.close(fd)
-            fd = new
-        a, b = os.fstat(fd), os.fstat(pinned)
+        fd = start
+        walked = ""
+        for part in [p for p in parent.split("/") if p]:
+            walked += "/" + part
+            if walked not in directories:
+                directories[walked] = os.open(
+                    part, os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY
+                    | os.O_CLOEXEC, dir_fd=fd)
+            fd = directories[walked]
+        fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     dir_fd=fd)
     except OSError as e:
-        os.close(fd)
         raise EnterError("mount", f"cannot reopen the {what} {path}: "
                                   f"{e.strerror}", e.errno) from None
+    a, b = os.fstat(fd), os.fstat(pinned)
     if (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino):
         os.close(fd)
         raise EnterError("mount", f"the {what} {path} changed while the "
                                   f"jail was being assembled: refusing to "
                                   f"continue")
     return fd
+
+
+def _closeAll(directories):
+    for fd in directories.values():
+        os.close(fd)
 
 
 def cloneBinds(prepared):
@@ -885,10 +895,12 @@ def cloneBinds(prepared):
     attr = _MountAttr(MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID
                       | MOUNT_ATTR_NODEV, 0, 0, 0)
     trees = []
+    directories = {}
     root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for mount_, hostFd, _ in prepared.pins:
-            source = _reopenSame(root, mount_.source, hostFd, "host path")
+            source = _reopenSame(root, mount_.source, hostFd, "host path",
+                                 directories)
             try:
                 if stat.S_ISDIR(os.fstat(source).st_mode) != mount_.directory:
                     raise EnterError("mount", f"the host path "
@@ -915,6 +927,7 @@ def cloneBinds(prepared):
             os.close(tree)
         raise
     finally:
+        _closeAll(directories)
         os.close(root)
     return trees
 
@@ -928,11 +941,12 @@ def attachBinds(rootFd, prepared, trees):
 
     @raise EnterError: step C{mount}.
     """
+    directories = {}
     try:
         for (mount_, _, pointFd), tree in zip(prepared.pins, trees,
                                                strict=True):
             point = _reopenSame(rootFd, mount_.target, pointFd,
-                                "mount point")
+                                "mount point", directories)
             try:
                 _syscall(_SYS_MOVE_MOUNT, ctypes.c_int(tree),
                          ctypes.c_char_p(b""), ctypes.c_int(point),
@@ -946,6 +960,7 @@ def attachBinds(rootFd, prepared, trees):
             finally:
                 os.close(point)
     finally:
+        _closeAll(directories)
         for tree in trees:
             os.close(tree)
 
