@@ -141,6 +141,20 @@ class InitBindTests(_BindTestCase):
             self.jail.path + "/usr/lib/openssh/sftp-server"))
         self.assertEqual(self.listBytes(), content)
 
+    def test_copyRefused(self):
+        """
+        jk_cp copies nothing into a bind jail (a copy would be hidden by a
+        bind, or drift from the host): one line pointing at jk_init --bind.
+        """
+        self.bind("basicshell")
+        self.assertNotIn("/usr/bin/xargs", self.listed())
+        result = harness.run("jk_cp", "-j", self.jail.path, "/usr/bin/xargs")
+        self.assertEqual(result.returncode, 6, result.stderr)
+        self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
+        self.assertIn("assembled from binds", result.stderr)
+        self.assertIn("jk_init --bind", result.stderr)
+        self.assertFalse(os.path.exists(self.jail.path + "/usr/bin/xargs"))
+
     def test_accountsOnlyJailAccepted(self):
         """
         A jail with only accounts and home (from jk_jailuser) can become

@@ -481,6 +481,13 @@ def _copyMain(argv):
     if not os.path.isdir(jail.location):
         raise JailtwistError(f"{jail.location} is not a directory (create "
                              f"the jail with jk_init)", CP_NOT_A_DIRECTORY)
+    if hasBindList(jail.location):
+        # A copy would be hidden by a bind at entry, or be the one file of
+        # the jail that drifts from the host: a bind jail holds none.
+        raise JailtwistError(
+            f"{jail.location} is assembled from binds (it has {BIND_LIST}): "
+            f"jk_cp copies nothing into it; add host files with jk_init "
+            f"--bind -j {jail.location} SECTION", CP_UNSAFE)
     resolver = ElfResolver()
     if options["strict"]:
         missing = [(library, neededBy) for path in sources
