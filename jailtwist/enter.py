@@ -19,6 +19,12 @@ Entry points
     kernel refuses an unprivileged user namespace, L{UserNamespaceRefused}
     says why in one line and names the setting to change.
 
+  - L{assembleBinds}C{(rootFd, prepared)} (with L{cloneBinds} and
+    L{attachBinds}, L{enterBindJailNamespace}) -- every way into a bind jail
+    (C{jk_init --bind}): in the entry's private mount namespace, bind each
+    host path checked and pinned by L{jailtwist.bindlist.prepareBinds}
+    read-only, nosuid and nodev on its mount point before the root changes.
+
   - L{enterForAccount}C{(jail, home, uid, gid, groups)} -- the root login
     service (for logins where no user namespace can be made), in the fresh
     process it spawns: chroot, empty bounding set, the account's ids and
@@ -1483,6 +1489,13 @@ def joinJail(process, namespaces=("user", "mnt", "pid", "net", "ipc",
 
     B{The pid namespace applies only to children}: fork after this call and
     do the jailed work in the child.  Call it single-threaded.
+
+    A bind jail (C{jk_init --bind}) entered by any of jailtwist's ways in
+    runs in a mount namespace of its own holding its binds: joining it
+    (C{"mnt"}) and changing to the process's root shows the binds.  One
+    entered by other tools (a plain chroot) has no mount namespace of its
+    own and no binds; the caller then sees its empty mount points, as its
+    processes do: nothing is assembled here.
 
     @raise EnterError: if the process is gone or a step fails.
     """

@@ -52,8 +52,10 @@ def _prepareBinds(plan):
     try:
         binds = bindlist.prepareBinds(JAIL_FD, plan["jail"])
     except bindlist.BindListError as e:
+        # 53, as the same refusal through a user namespace.
         raise bindlist.BindListError(
-            f"the jail {plan['jail']} cannot be assembled: {e}") from None
+            f"the jail {plan['jail']} cannot be assembled: {e}",
+            53) from None
     if binds.checked.missing:
         import syslog
         for missing in binds.checked.missing:
@@ -73,6 +75,7 @@ def main():
     if plan["tty"]:
         import fcntl
         fcntl.ioctl(0, _TIOCSCTTY, 0)
+    from jailtwist.bindlist import BindListError
     from jailtwist.enter import EnterError, adoptCallerState, enterForAccount
     from jailtwist.errors import JailtwistError
     binds = None
@@ -85,7 +88,8 @@ def main():
         _fail(f"{plan['program']}: abort, entering the jail {plan['jail']} "
               f"failed: {e}", plan["stepCodes"].get(e.step, 33))
     except JailtwistError as e:
-        _fail(f"{plan['program']}: abort: {e}", 33)
+        _fail(f"{plan['program']}: abort: {e}",
+              e.exitCode if isinstance(e, BindListError) else 33)
     finally:
         os.close(JAIL_FD)
         if binds is not None:

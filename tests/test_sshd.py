@@ -622,7 +622,25 @@ class BindTransferTests(_BindWalkthrough, TransferTests):
 
 
 class BindRefusalTests(_BindWalkthrough, RefusalTests):
-    pass
+
+    def test_refusals(self):
+        """
+        jk_lsh's refusals as on a copied jail; then an entry added to the
+        bind list by hand that must never be bound stops the login with
+        one line (exit 53), and nothing runs.
+        """
+        RefusalTests.test_refusals(self)
+        os.chmod(self.jail, 0o755)
+        with open(os.path.join(self.jail, "etc/jailkit/bind.list"),
+                  "ab") as f:
+            f.write(b"/etc/shadow\n")
+        result = self.sshd.ssh("jtssh1", "scp -t .")
+        self.assertEqual(result.returncode, 53, result.stderr)
+        self.assertEqual(result.stdout, "")
+        self.assertEqual(len(result.stderr.strip().splitlines()), 1,
+                         result.stderr)
+        self.assertIn("/etc/shadow: refused, /etc/shadow is never bound",
+                      result.stderr)
 
 
 class ServiceBindTransferTests(ServiceMixin, BindTransferTests):
