@@ -186,6 +186,21 @@ def isUnder(path, prefix):
     return path == prefix or path.startswith(prefix.rstrip("/") + "/")
 
 
+_SAFE = frozenset(SAFE_PREFIXES) | SAFE_ETC
+
+
+def _lineage(path):
+    """
+    The normalised absolute C{path} and each of its ancestors but C{/}.
+    """
+    lineage = {path}
+    while True:
+        path = path.rsplit("/", 1)[0]
+        if not path:
+            return lineage
+        lineage.add(path)
+
+
 def checkSyntax(path, jail=None):
     """
     The checks on an entry's text alone: absolute, normalised, on the safe
@@ -207,11 +222,13 @@ def checkSyntax(path, jail=None):
     if jail is not None and (isUnder(path, jail) or isUnder(jail, path)):
         raise RefusedEntry(path, f"overlaps the jail {jail} (it would "
                                  f"appear inside itself)")
+    # isUnder(path, p) for a normalised path is "p is one of its
+    # ancestors or itself": set look-ups, not a scan of every list.
+    lineage = _lineage(path)
     for prefix in NEVER:
-        if isUnder(path, prefix):
+        if prefix in lineage:
             raise RefusedEntry(path, f"{prefix} is never bound into a jail")
-    if not (any(isUnder(path, prefix) for prefix in SAFE_PREFIXES)
-            or any(isUnder(path, name) for name in SAFE_ETC)):
+    if lineage.isdisjoint(_SAFE):
         raise RefusedEntry(path, "not on the safe list (/usr, /bin, /sbin, "
                                  "/lib*, /opt and named /etc files; see "
                                  "jk_init(8))")
@@ -505,13 +522,13 @@ def mountPlan(accepted):
     @return: a list of L{BindMount}.
     """
     plan = []
-    covering = []
+    covering = set()
     for entry in sorted(accepted, key=lambda e: e.path.split("/")):
-        if any(isUnder(entry.path, parent) for parent in covering):
+        if not covering.isdisjoint(_lineage(entry.path)):
             continue
         plan.append(BindMount(entry.path, entry.path, entry.directory))
         if entry.directory:
-            covering.append(entry.path)
+            covering.add(entry.path)
     return plan
 
 
