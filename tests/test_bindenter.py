@@ -17,7 +17,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from jailtwist import bindlist
 from tests import harness
-from tests.test_login import LoginTestCase, buildJail
+from tests.test_login import (
+    LoginTestCase, _libraries, asUser, replaceConfig, withDevLog)
 from tests.test_skd_command import Skd, talk
 
 SHELL = "/usr/bin/bash"
@@ -386,3 +387,45 @@ class LoginBindTests(LoginTestCase):
         result = self.login("-c", "echo RAN")
         self.assertRefused(result, 53, "/etc/shadow: refused, /etc/shadow "
                                        "is never bound into a jail")
+
+    def test_uchroot(self):
+        """
+        jk_uchroot into an allowed bind jail runs a bound program on a
+        bound file.
+        """
+        replaceConfig(self, "jk_uchroot.ini",
+                      f"[{self.user}]\nallowed_jails = {self.jail}\n")
+        result = self.login("-j", self.jail, "-x",
+                            "/usr/lib/openssh/sftp-server", "--", "-h",
+                            program="jk_uchroot")
+        # sftp-server -h prints its usage and exits 1: it ran, bound.
+        self.assertIn("usage: sftp-server", result.stderr)
+        self.assertLogged(f"entering jail {self.jail} for user {self.user}")
+
+    def test_procmail(self):
+        """
+        jk_procmailwrapper delivers inside the recipient's bind jail with
+        procmail and its libraries bound from the host.
+        """
+        with open(os.path.join(self.jail, bindlist.LIST), "rb") as f:
+            listed = {path for _, path in bindlist.parseBindList(f.read())}
+        for path in _libraries("/usr/bin/procmail") + ["/usr/bin/procmail"]:
+            # Listed by real path (the jail mirrors the host's usrmerge
+            # symlinks).
+            real = os.path.realpath(path)
+            if real not in listed:
+                addEntry(self.jail, real)
+        home = os.path.join(self.jail, "home", self.user)
+        with open(os.path.join(home, ".procmailrc"), "w") as f:
+            f.write("DEFAULT=$HOME/jailed-mbox\n")
+        os.chown(os.path.join(home, ".procmailrc"), self.entry[2],
+                 self.entry[3])
+        command = withDevLog(self, self.syslog, asUser(
+            self.user, [harness.script("jk_procmailwrapper")]))
+        result = subprocess.run(
+            command, input="From: a@b\nSubject: hi\n\nbody\n",
+            capture_output=True, text=True, cwd="/")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        with open(os.path.join(home, "jailed-mbox")) as f:
+            self.assertIn("Subject: hi", f.read())
+        self.assertEqual(os.path.getsize(self.jail + "/usr/bin/procmail"), 0)
