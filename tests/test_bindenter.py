@@ -350,8 +350,10 @@ class LoginBindTests(LoginTestCase):
         replaced on the host is the new one inside at the next login.
         """
         B = "/usr/bin/busybox"
+        before = mountinfo()
         result = self.login("-c", f"{B} cat {self.data}; {B} ls -l "
                                   f"/usr/lib/openssh/sftp-server")
+        self.assertEqual(mountinfo(), before)
         lines = result.stdout.splitlines()
         self.assertEqual(lines[0], "one", result.stderr)
         size = os.path.getsize("/usr/lib/openssh/sftp-server")

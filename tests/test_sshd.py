@@ -617,8 +617,15 @@ class _BindWalkthrough:
 class BindTransferTests(_BindWalkthrough, TransferTests):
 
     def test_walkthrough(self):
+        """
+        The walkthrough on a bind jail; no mount is left on the host side
+        (sshd and the login service run in this test's mount namespace).
+        """
+        from tests.test_bindenter import mountinfo
+        before = mountinfo()
         self.assertBindJail()
         TransferTests.test_walkthrough(self)
+        self.assertEqual(mountinfo(), before)
 
 
 class BindRefusalTests(_BindWalkthrough, RefusalTests):
