@@ -258,11 +258,13 @@ def main():
             c = jailkit_package.cTool("jk_socketd", root)
             # jailkit reads /etc/jailkit/jk_socketd.ini and chroots there;
             # give it a private one with its largest limits (base 1e6 and
-            # peak 1e7 bytes per 0.01 s: 1e8 bytes/s cannot bind; ours
-            # have 1e9 bytes per second).
+            # peak 1e7 bytes per 0.02 s: 5e7 bytes/s, which cannot bind;
+            # ours have 1e9 bytes per second).  Not 0.01 s, its smallest:
+            # read into a C float, 0.01 falls below that bound and jailkit
+            # silently takes 5 s, so a run of more than 1e7 bytes stalls.
             etc = f"{root}/etc-jailkit"
             os.makedirs(etc)
-            writeIni(f"{etc}/jk_socketd.ini", [jailSocket], "0.01",
+            writeIni(f"{etc}/jk_socketd.ini", [jailSocket], "0.02",
                      10 ** 6, 10 ** 7)
             subprocess.run(["mount", "--bind", etc, "/etc/jailkit"],
                            check=True)
