@@ -37,6 +37,7 @@ else:
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import Site
@@ -288,6 +289,14 @@ class MetricsService(MultiService):
         self._events = events
         self._counts = counts
         self._unsubscribe = None
+
+    def privilegedStartService(self):
+        try:
+            MultiService.privilegedStartService(self)
+        except CannotListenError as e:
+            raise SystemExit(
+                f"metrics: cannot listen on {self.endpoint} "
+                f"({e.socketError}): choose another endpoint") from None
 
     def startService(self):
         MultiService.startService(self)

@@ -250,6 +250,62 @@ class EventCountTests(SynchronousTestCase):
             self.assertRaises(JailtwistError, makeService, bad)
 
 
+class SettingsTests(SynchronousTestCase):
+    """
+    Metrics are off unless an endpoint is given: C{--metrics} or the
+    suite's C{[metrics] endpoint}.
+    """
+
+    def suiteOptions(self, text, *argv):
+        from jailtwist.tap import suite
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("[jk_socketd]\nenabled = no\n[login]\nenabled = no\n"
+                    + text)
+        options = suite.Options()
+        options.parseOptions(["--config", path] + list(argv))
+        return options
+
+    def test_suite(self):
+        self.assertIsNone(self.suiteOptions("")["metricsEndpoint"])
+        self.assertEqual(
+            self.suiteOptions("[metrics]\nendpoint = tcp:9105\n")[
+                "metricsEndpoint"], "tcp:9105")
+        self.assertIsNone(self.suiteOptions(
+            "[metrics]\nendpoint = tcp:9105\nenabled = no\n")[
+                "metricsEndpoint"])
+        self.assertEqual(self.suiteOptions(
+            "[metrics]\nenabled = no\n", "--metrics", "tcp:1")[
+                "metricsEndpoint"], "tcp:1")
+
+    def test_suiteErrors(self):
+        from twisted.python import usage
+        error = self.assertRaises(usage.UsageError, self.suiteOptions,
+                                  "[metrics]\nport = 9105\n")
+        self.assertIn("unknown key", str(error))
+
+    def test_socketd(self):
+        from jailtwist.tap import socketd
+        options = socketd.Options()
+        directory = harness.shortTempDir(self).path
+        options.parseOptions(["--socket", f"{directory}/log", "--no-confine",
+                              "--metrics", "tcp:9105"])
+        self.assertEqual(options["metrics"], "tcp:9105")
+
+    def test_suiteService(self):
+        """
+        The suite adds its metrics service only when asked.
+        """
+        from jailtwist.tap import suite
+        directory = harness.shortTempDir(self).path
+        text = f"[control]\nipc = unix:{directory}/ctl:mode=600\n"
+        parent = suite.makeService(self.suiteOptions(text))
+        self.assertNotIn("metrics", parent.namedServices)
+        parent = suite.makeService(self.suiteOptions(
+            text + "[metrics]\nendpoint = tcp:0:interface=127.0.0.1\n"))
+        self.assertIn("metrics", parent.namedServices)
+
+
 def freePort():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -383,6 +439,26 @@ class SocketdMetricsTests(RelayTestMixin, SynchronousTestCase):
              "print('prometheus_client' in sys.modules)"],
             capture_output=True, text=True, timeout=60)
         self.assertEqual(result.stdout.strip(), "False", result.stderr)
+
+    def test_portInUse(self):
+        """
+        A metrics port already taken stops the relay with one line saying
+        so.
+        """
+        self.writeIni()
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            result = harness.run(
+                "jk_socketd", "-n", "--config", self.ini.path, "--syslog",
+                self.syslog.socket, "--metrics",
+                f"tcp:{port}:interface=127.0.0.1")
+        self.assertEqual(result.returncode, 1)
+        self.assertIn(f"metrics: cannot listen on tcp:{port}:interface="
+                      f"127.0.0.1 ([Errno 98] Address already in use)",
+                      result.stdout)
+        self.assertNotIn("Traceback", result.stdout + result.stderr)
 
     def test_badEndpoint(self):
         self.writeIni()
