@@ -22,7 +22,11 @@ from jailtwist.errors import JailtwistError
 from jailtwist.metrics import (OTHER, EventCounts, KnownJails,
                                MetricsService, RelayCollector, SuiteCollector, buildRegistry,
                                jailOfSocket, makeService)
+from jailtwist.loginwire import DEFAULT_SOCKET, Request, serialiseRequest
 from tests import harness
+from tests.test_login import LoginTestCase, asUser, withDevLog
+from tests.test_loginservice import WITH_PTYS, withoutUserNamespaces
+from tests.test_loginservice import _exchange as exchange
 from tests.test_socketd import RelayTestMixin, send, syslogLine
 
 
@@ -538,3 +542,75 @@ class SuiteMetricsTests(SynchronousTestCase):
             lambda: scrape(port)[("jailtwist_probes_fired_total",
                                   jailLabel)] == 1,
             what="the probe's firing in the metrics")
+
+
+class LoginMetricsTests(LoginTestCase):
+    """
+    Logins through the root login service of a real suite, counted for
+    the account's jail (a jail with a relay socket); refusals and a flood
+    of hostile requests add no series.
+    """
+
+    user = "jtlmet1"
+
+    def setUp(self):
+        super().setUp()
+        os.makedirs(os.path.join(self.jail, "dev"), exist_ok=True)
+        directory = harness.shortTempDir(self)
+        socketdIni = directory.child("jk_socketd.ini")
+        socketdIni.setContent(f"[{self.jail}/dev/log]\n".encode())
+        self.port = freePort()
+        ini = directory.child("jailtwist.ini")
+        ini.setContent(
+            f"[control]\nipc = unix:{directory.path}/ctl:mode=600\n\n"
+            f"[probes]\nenabled = no\n\n"
+            f"[jk_socketd]\nconfig = {socketdIni.path}\n"
+            f"syslog = {self.syslog.socket}\n\n"
+            f"[login]\nendpoint = unix:{DEFAULT_SOCKET}:mode=0666\n\n"
+            f"[metrics]\nendpoint = tcp:{self.port}:interface=127.0.0.1\n"
+            .encode())
+        log = directory.child("twistd.log").path
+        process = subprocess.Popen(withDevLog(
+            self, self.syslog, WITH_PTYS + [
+                harness.script("twistd"), "-n", "--pidfile=", "--logfile",
+                log, "jailtwist", "--config", ini.path]))
+        self.addCleanup(process.wait)
+        self.addCleanup(process.terminate)
+        waitForPort(self.port, lambda: process.poll() is None)
+        harness.waitForSocket(DEFAULT_SOCKET, what="the login service",
+                              alive=lambda: process.poll() is None)
+        self.assertIsNone(process.poll(), open(log).read())
+
+    def login(self, *args):
+        command = withDevLog(self, self.syslog, withoutUserNamespaces(asUser(
+            self.user, [harness.script("jk_chrootsh")] + list(args))))
+        return subprocess.run(command, capture_output=True, text=True,
+                              timeout=60, cwd="/", input="")
+
+    def logins(self):
+        found = scrape(self.port)
+        return (series(found, "jailtwist_logins_total"),
+                found[("jailtwist_login_refusals_total", frozenset())])
+
+    def test_logins(self):
+        mine = frozenset({"jail": self.jail}.items())
+        other = frozenset({"jail": OTHER}.items())
+        self.assertEqual(self.logins(), ({mine: 0, other: 0}, 0))
+        result = self.login("-c", "/usr/lib/openssh/sftp-server -h")
+        self.assertIn("usage: sftp-server", result.stderr + result.stdout)
+        self.assertEqual(self.logins(), ({mine: 1, other: 0}, 0))
+        # Refused by the jail's jk_lsh policy: not a login (the service
+        # publishes no event for it today).
+        result = self.login("-c", "/usr/bin/busybox id")
+        self.assertEqual(result.returncode, 4, result.stderr)
+        logins, refusals = self.logins()
+        self.assertEqual(logins, {mine: 1, other: 0})
+        # Hostile callers: garbage frames and well-formed requests with
+        # arguments no two alike.
+        for n in range(100):
+            exchange(DEFAULT_SOCKET, b"\x00\x00\x00\x08" + os.urandom(8))
+            exchange(DEFAULT_SOCKET, serialiseRequest(Request(
+                "jk_chrootsh", arguments=["-c", f"/evil/{n}"],
+                environment={"USER": f"ghost{n}"})))
+        self.assertEqual(self.logins(), ({mine: 1, other: 0},
+                                         refusals + 200))
