@@ -145,6 +145,9 @@ class KnownJails:
 
     def __init__(self, socketJails=(), registry=None):
         self._fixed = {os.path.normpath(path) for path in socketJails}
+        # A jail configured through a symlinked path is named by its real
+        # path in a probe's events.
+        self._real = {os.path.realpath(path): path for path in self._fixed}
         self._registry = registry
 
     def registered(self):
@@ -174,8 +177,9 @@ class KnownJails:
         path = os.path.normpath(path)
         if path in known:
             return path
-        # A jail configured through a symlinked path: match its real path.
-        for each in known:
+        if path in self._real:
+            return self._real[path]
+        for each in known - self._fixed:
             if os.path.realpath(each) == path:
                 return each
         return OTHER
