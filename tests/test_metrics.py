@@ -1,7 +1,9 @@
 """
 Tests for L{jailtwist.metrics}: the collectors over fake state, and the
-installed daemons (C{jk_socketd}, C{twistd jailtwist}) scraped over real
-HTTP while they relay to a real rsyslogd and fire a real probe.
+installed daemons (C{jk_socketd}, C{twistd jk-socketd}, C{twistd
+jailtwist}) scraped over real HTTP while they relay to a real rsyslogd,
+fire a real probe, log a real account in through the login service, and
+take hostile datagrams and requests.
 """
 
 import os
@@ -19,10 +21,10 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from jailtwist.control import EventStream, JailEvent
 from jailtwist.errors import JailtwistError
-from jailtwist.metrics import (OTHER, EventCounts, KnownJails,
-                               MetricsService, RelayCollector, SuiteCollector, buildRegistry,
-                               jailOfSocket, makeService)
 from jailtwist.loginwire import DEFAULT_SOCKET, Request, serialiseRequest
+from jailtwist.metrics import (OTHER, EventCounts, KnownJails,
+                               MetricsService, RelayCollector, SuiteCollector,
+                               buildRegistry, jailOfSocket, makeService)
 from tests import harness
 from tests.test_login import LoginTestCase, asUser, withDevLog
 from tests.test_loginservice import WITH_PTYS, withoutUserNamespaces
