@@ -15,8 +15,12 @@ system, from /proc/PID/task/*/schedstat, every thread of the relay); the
 summary gives medians and the ratio.  Then the peak RSS of one jailtwist
 relay with 100 sockets.
 
+With --metrics, a third contender is jailtwist's relay serving Prometheus
+metrics (--metrics tcp:PORT) while a separate process scrapes them every
+--scrape-every seconds: what metrics cost the relay's per-datagram path.
+
 Run as root:  python3 benchmarks/bench_socketd.py [--count N] [--rounds N]
-              [--venv DIR]
+              [--venv DIR] [--metrics [--scrape-every S]]
 Everything happens in a private mount namespace (a tmpfs on /dev, a bind
 mount on /etc/jailkit), so the host's /dev/log and /etc/jailkit are not
 touched.
@@ -145,19 +149,40 @@ def cpuSeconds(pid):
     return total / 1e9
 
 
-def runRelay(argv, jailSocket, count, scratch):
+# Scrapes http://127.0.0.1:PORT/metrics every S seconds until killed;
+# prints how many scrapes it made.
+SCRAPER = r"""
+import signal, sys, time, urllib.request
+port, every = int(sys.argv[1]), float(sys.argv[2])
+done = 0
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(print(done, flush=True)))
+while True:
+    urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read()
+    done += 1
+    time.sleep(every)
+"""
+
+
+def runRelay(argv, jailSocket, count, scratch, scrape=None):
     """
     One timed run.
 
+    @param scrape: C{(port, seconds)}: scrape the relay's metrics on
+        C{port} this often while it runs.
     @return: messages/s and the relay's CPU microseconds per message.
     """
     sink = startSink(count, scratch)
     relay = subprocess.Popen(argv, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL,
                              start_new_session=True)
+    scraper = None
     try:
         waitForSocket(jailSocket, relay)
         time.sleep(0.3)
+        if scrape is not None:
+            scraper = subprocess.Popen(
+                [sys.executable, "-c", SCRAPER, str(scrape[0]),
+                 str(scrape[1])], stdout=subprocess.PIPE, text=True)
         before = cpuSeconds(relay.pid)
         sender = subprocess.Popen(
             [sys.executable, "-c", SENDER, str(count), jailSocket,
@@ -168,6 +193,10 @@ def runRelay(argv, jailSocket, count, scratch):
         sender.wait()
         rss = peakRss(relay.pid)
     finally:
+        if scraper is not None:
+            scraper.terminate()
+            scrapes = scraper.communicate()[0].strip() or "0"
+            print(f"       (scraped {scrapes} times during the run)")
         # SIGINT stops both relays, and makes a profiler wrapper write out.
         relay.send_signal(signal.SIGINT)
         try:
@@ -182,6 +211,13 @@ def runRelay(argv, jailSocket, count, scratch):
             pass
         stopSink(sink)
     return count / (end - start), cpu, rss
+
+
+def freePort():
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def writeIni(path, sockets, interval="1.0", base=10 ** 9, peak=10 ** 9):
@@ -235,6 +271,11 @@ def main():
                         help="a command line to run jailtwist's relay under, "
                         "for profiling (e.g. 'py-spy record -f raw -o F --'"
                         "); its CPU figures are then the wrapper's")
+    parser.add_argument("--metrics", action="store_true",
+                        help="add jailtwist's relay with --metrics, scraped "
+                        "during the run")
+    parser.add_argument("--scrape-every", type=float, default=1.0,
+                        help="seconds between scrapes with --metrics")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root (it binds /dev/log in a private "
@@ -254,6 +295,13 @@ def main():
         writeIni(ini, [jailSocket])
         contenders = [("jailtwist", args.wrap.split() + [
             f"{args.venv}/bin/jk_socketd", "-n", "--config", ini])]
+        scrapes = {}
+        if args.metrics:
+            port = freePort()
+            contenders.append(("jt+metrics", args.wrap.split() + [
+                f"{args.venv}/bin/jk_socketd", "-n", "--config", ini,
+                "--metrics", f"tcp:{port}:interface=127.0.0.1"]))
+            scrapes["jt+metrics"] = (port, args.scrape_every)
         if not args.no_jailkit:
             c = jailkit_package.cTool("jk_socketd", root)
             # jailkit reads /etc/jailkit/jk_socketd.ini and chroots there;
@@ -281,7 +329,8 @@ def main():
             for name, argv in order:
                 if os.path.exists(jailSocket):
                     os.unlink(jailSocket)
-                rate, cpu, rss = runRelay(argv, jailSocket, args.count, root)
+                rate, cpu, rss = runRelay(argv, jailSocket, args.count, root,
+                                          scrapes.get(name))
                 results[name].append((rate, cpu))
                 print(f"{number:>5}  {name:<10} {rate:>10,.0f} {cpu:>11.2f}"
                       f" {rss:>12.1f}", flush=True)
