@@ -27,6 +27,8 @@ import sys
 import tempfile
 import time
 
+from bench_login_start import addAccount
+
 RUNS = int(os.environ.get("RUNS", "60"))
 BIN = os.path.dirname(os.path.abspath(sys.executable))
 # SECTIONS="basicshell jk_lsh sftp scp rsync extendedshell netutils git ssh"
@@ -46,6 +48,7 @@ def build(jail, bind):
     elapsed = (time.perf_counter() - start) * 1000
     with open(os.path.join(jail, "etc/jailkit/jk_lsh.ini"), "w") as f:
         f.write(LSH_INI)
+    os.makedirs(os.path.join(jail, "home"), 0o755, exist_ok=True)
     return elapsed
 
 
@@ -55,20 +58,6 @@ def diskUse(jail):
     blocks = subprocess.run(["du", "-sk", jail], capture_output=True,
                             text=True, check=True).stdout
     return int(out.split()[0]), int(blocks.split()[0])
-
-
-def addAccount(jail, user):
-    subprocess.run(["useradd", "-M", "-p", "*", "-d",
-                    f"{jail}/./home/{user}", "-s",
-                    os.path.join(BIN, "jk_chrootsh"), user], check=True)
-    pw = [l.split(":") for l in open("/etc/passwd")
-          if l.startswith(user + ":")][0]
-    os.makedirs(os.path.join(jail, "home", user), 0o700)
-    os.chown(os.path.join(jail, "home", user), int(pw[2]), int(pw[3]))
-    with open(os.path.join(jail, "etc/passwd"), "a") as f:
-        f.write(f"{user}:x:{pw[2]}:{pw[3]}::/home/{user}:/usr/sbin/jk_lsh\n")
-    with open(os.path.join(jail, "etc/group"), "a") as f:
-        f.write(f"{user}:x:{pw[3]}:\n")
 
 
 def login(user):
@@ -106,7 +95,8 @@ def main():
         for kind in ("copied", "bind"):
             jail = os.path.join(parent, kind)
             builds[kind] = build(jail, kind == "bind")
-            addAccount(jail, users[kind])
+            addAccount(jail, users[kind], os.path.join(BIN, "jk_chrootsh"),
+                       "/usr/sbin/jk_lsh")
         samples = {kind: [] for kind in users}
         for kind in users:           # warm the caches once
             once(login(users[kind]))

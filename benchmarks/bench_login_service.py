@@ -27,7 +27,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_login_start import BIN, CUSER, USER, addAccount, asUser, jailkit
+from bench_login_start import (BIN, CUSER, USER, asUser, buildLoginJail,
+                               jailkit)
 
 RUNS = int(os.environ.get("RUNS", "40"))
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -86,25 +87,8 @@ def main():
     jail = os.path.join(parent, "jail")
     suite = None
     try:
-        for d in ("usr/bin", "etc/jailkit", "home", "dev"):
-            os.makedirs(os.path.join(jail, d), 0o755)
-        shutil.copy("/bin/busybox", os.path.join(jail, "usr/bin/busybox"))
-        addAccount(jail, USER, os.path.join(BIN, "jk_chrootsh"),
-                   "/usr/sbin/jk_lsh")
-        with open(os.path.join(jail, "etc/jailkit/jk_lsh.ini"), "w") as f:
-            f.write("[DEFAULT]\npaths = /usr/bin\n"
-                    "executables = /usr/bin/busybox\n")
         cjk = None if "--no-jailkit" in sys.argv else jailkit()
-        if cjk:
-            for path in ["/usr/sbin/jk_lsh", "/lib/x86_64-linux-gnu/libc.so.6",
-                         "/lib64/ld-linux-x86-64.so.2"]:
-                target = jail + os.path.realpath(path)
-                os.makedirs(os.path.dirname(target), exist_ok=True)
-                shutil.copy(os.path.realpath(path), target)
-                if path.startswith("/lib64"):
-                    os.makedirs(jail + "/lib64", exist_ok=True)
-                    shutil.copy(os.path.realpath(path), jail + path)
-            addAccount(jail, CUSER, cjk, "/usr/sbin/jk_lsh")
+        buildLoginJail(jail, os.path.join(BIN, "jk_chrootsh"), cjk)
         suite = startSuite(parent)
         login = [os.path.join(BIN, "jk_chrootsh"), "-c", "busybox true"]
         wrap = [sys.executable, NOUSERNS]

@@ -80,6 +80,33 @@ def addAccount(jail, user, shell, jailShell):
         f.write(f"{user}:x:{pw[3]}:\n")
 
 
+def buildLoginJail(jail, chrootsh, cjk=None, user=USER, cuser=CUSER):
+    """
+    A jail for timing logins: busybox, a jk_lsh policy allowing it, the
+    account C{user} with C{chrootsh} as its host shell; with jailkit's C
+    C{jk_chrootsh} at C{cjk}, also jailkit's jk_lsh (it runs inside the
+    jail, so it and the C library it needs are copied in) and the account
+    C{cuser} for it.
+    """
+    for d in ("usr/bin", "etc/jailkit", "home", "dev"):
+        os.makedirs(os.path.join(jail, d), 0o755)
+    shutil.copy("/bin/busybox", os.path.join(jail, "usr/bin/busybox"))
+    addAccount(jail, user, chrootsh, "/usr/sbin/jk_lsh")
+    with open(os.path.join(jail, "etc/jailkit/jk_lsh.ini"), "w") as f:
+        f.write("[DEFAULT]\npaths = /usr/bin\n"
+                "executables = /usr/bin/busybox\n")
+    if cjk:
+        for path in ["/usr/sbin/jk_lsh", "/lib/x86_64-linux-gnu/libc.so.6",
+                     "/lib64/ld-linux-x86-64.so.2"]:
+            target = jail + os.path.realpath(path)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            shutil.copy(os.path.realpath(path), target)
+            if path.startswith("/lib64"):
+                os.makedirs(jail + "/lib64", exist_ok=True)
+                shutil.copy(os.path.realpath(path), jail + path)
+        addAccount(jail, cuser, cjk, "/usr/sbin/jk_lsh")
+
+
 def main():
     if os.environ.get("JAILTWIST_ISOLATED") != "1" or os.geteuid() != 0:
         raise SystemExit("run as root through tests/isolated (see the "
@@ -88,27 +115,8 @@ def main():
     os.chmod(parent, 0o755)
     jail = os.path.join(parent, "jail")
     try:
-        for d in ("usr/bin", "etc/jailkit", "home", "dev"):
-            os.makedirs(os.path.join(jail, d), 0o755)
-        shutil.copy("/bin/busybox", os.path.join(jail, "usr/bin/busybox"))
-        addAccount(jail, USER, os.path.join(BIN, "jk_chrootsh"),
-                   "/usr/sbin/jk_lsh")
-        with open(os.path.join(jail, "etc/jailkit/jk_lsh.ini"), "w") as f:
-            f.write("[DEFAULT]\npaths = /usr/bin\n"
-                    "executables = /usr/bin/busybox\n")
         cjk = None if "--no-jailkit" in sys.argv else jailkit()
-        if cjk:
-            # jailkit's jk_lsh runs inside the jail: it and its libraries
-            # have to be there.
-            for path in ["/usr/sbin/jk_lsh", "/lib/x86_64-linux-gnu/libc.so.6",
-                         "/lib64/ld-linux-x86-64.so.2"]:
-                target = jail + os.path.realpath(path)
-                os.makedirs(os.path.dirname(target), exist_ok=True)
-                shutil.copy(os.path.realpath(path), target)
-                if path.startswith("/lib64"):
-                    os.makedirs(jail + "/lib64", exist_ok=True)
-                    shutil.copy(os.path.realpath(path), jail + path)
-            addAccount(jail, CUSER, cjk, "/usr/sbin/jk_lsh")
+        buildLoginJail(jail, os.path.join(BIN, "jk_chrootsh"), cjk)
         python = sys.executable
         rows = [
             ("busybox true, run directly as the account",

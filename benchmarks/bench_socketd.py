@@ -15,14 +15,28 @@ system, from /proc/PID/task/*/schedstat, every thread of the relay); the
 summary gives medians and the ratio.  Then the peak RSS of one jailtwist
 relay with 100 sockets.
 
+A relay also changes what the sender and the sink cost: each time a kernel
+queue (11 datagrams) runs full or empty, one of them sleeps and is woken.
+So each round also prints the CPU per message of the whole pipeline
+(sender + relay + sink, each measured by itself over its own timed part)
+and the sleeps (voluntary context switches) of each process per 1000
+messages.  On shared cores the pipeline's CPU decides the rate.  With
+--direct, the sender sends straight to the sink with no relay: the upper
+bound of any relay on this machine, in the same run.
+
+With --metrics, a third contender is jailtwist's relay serving Prometheus
+metrics (--metrics tcp:PORT) while a separate process scrapes them every
+--scrape-every seconds: what metrics cost the relay's per-datagram path.
+
 Run as root:  python3 benchmarks/bench_socketd.py [--count N] [--rounds N]
-              [--venv DIR]
+              [--venv DIR] [--metrics [--scrape-every S]]
 Everything happens in a private mount namespace (a tmpfs on /dev, a bind
 mount on /etc/jailkit), so the host's /dev/log and /etc/jailkit are not
 touched.
 """
 
 import argparse
+import inspect
 import os
 import shutil
 import signal
@@ -31,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 
 import jailkit_package
 
@@ -54,10 +69,35 @@ def privateDev():
     open("/dev/log", "w").close()
 
 
+def usage(pid="self"):
+    """
+    @return: CPU nanoseconds, voluntary and involuntary context switches of
+        every thread of C{pid} so far (the sender and the sink run this
+        too, on themselves).
+    """
+    cpu = sleeps = preempted = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                cpu += int(f.read().split()[0])
+            with open(f"/proc/{pid}/task/{task}/status") as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches"):
+                        sleeps += int(line.split()[1])
+                    elif line.startswith("nonvoluntary_ctxt_switches"):
+                        preempted += int(line.split()[1])
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return cpu, sleeps, preempted
+
+
+# The sender and the sink measure themselves with the same function.
+USAGE = "import os\n" + inspect.getsource(usage)
+
 # The sink: bind a socket in the scratch directory, bind-mount it over
 # /dev/log (what the relays connect to), count datagrams, and print the
-# time the last one arrived.
-SINK = r"""
+# time the last one arrived and what the counting cost it.
+SINK = USAGE + r"""
 import os, socket, subprocess, sys, time
 count, path = int(sys.argv[1]), sys.argv[2]
 sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -68,27 +108,30 @@ print("ready", flush=True)
 buf = bytearray(65536)
 recv = sock.recv_into
 got = 0
+before = usage()
 while got < count:
     if recv(buf):
         got += 1
-print(time.monotonic(), flush=True)
+end = time.monotonic()
+print(end, *(b - a for a, b in zip(before, usage())), flush=True)
 sys.stdin.read()
 subprocess.run(["umount", "/dev/log"])
 """
 
-# The sender: one blocking send per datagram, its start time printed once
-# it is done.
-SENDER = r"""
+# The sender: one blocking send per datagram, its start time and what the
+# sending cost it printed once it is done.
+SENDER = USAGE + r"""
 import socket, sys, time
 count, path, size = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 message = b"<13>Nov 23 08:00:00 bench: " + b"x" * (size - 27)
 sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 sender.connect(path)
 send = sender.send
+before = usage()
 start = time.monotonic()
 for _ in range(count):
     send(message)
-print(start, flush=True)
+print(start, *(b - a for a, b in zip(before, usage())), flush=True)
 """
 
 
@@ -130,58 +173,117 @@ def peakRss(pid):
     return 0.0
 
 
-def cpuSeconds(pid):
-    """
-    CPU time (user + system) every thread of C{pid} has used so far, in
-    nanoseconds precision from schedstat (stat's ticks are 10 ms).
-    """
-    total = 0
-    for task in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
-                total += int(f.read().split()[0])
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-    return total / 1e9
+# Scrapes http://127.0.0.1:PORT/metrics every S seconds until killed;
+# prints how many scrapes it made.
+SCRAPER = r"""
+import signal, sys, time, urllib.request
+port, every = int(sys.argv[1]), float(sys.argv[2])
+done = 0
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(print(done, flush=True)))
+while True:
+    urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read()
+    done += 1
+    time.sleep(every)
+"""
 
 
-def runRelay(argv, jailSocket, count, scratch):
+@dataclass
+class Round:
+    """
+    One timed run: its rate, and per message the CPU microseconds and
+    sleeps (voluntary context switches, per 1000 messages) of each process.
+    """
+
+    rate: float
+    relayCpu: float = 0.0
+    relaySleeps: float = 0.0
+    senderCpu: float = 0.0
+    senderSleeps: float = 0.0
+    sinkCpu: float = 0.0
+    sinkSleeps: float = 0.0
+    rss: float = 0.0
+
+    @property
+    def pipelineCpu(self):
+        return self.senderCpu + self.relayCpu + self.sinkCpu
+
+
+def runRelay(argv, jailSocket, count, scratch, scrape=None):
     """
     One timed run.
 
-    @return: messages/s and the relay's CPU microseconds per message.
+    @param argv: the relay's command line, or C{None} for no relay: the
+        sender sends straight to the sink.
+    @param scrape: C{(port, seconds)}: scrape the relay's metrics on
+        C{port} this often while it runs.
+    @return: a L{Round}.
     """
     sink = startSink(count, scratch)
-    relay = subprocess.Popen(argv, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL,
-                             start_new_session=True)
+    relay = scraper = None
+    target = os.path.join(scratch, "sink.sock")
     try:
-        waitForSocket(jailSocket, relay)
-        time.sleep(0.3)
-        before = cpuSeconds(relay.pid)
+        if argv is not None:
+            relay = subprocess.Popen(argv, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
+            target = jailSocket
+            waitForSocket(jailSocket, relay)
+            time.sleep(0.3)
+            if scrape is not None:
+                scraper = subprocess.Popen(
+                    [sys.executable, "-c", SCRAPER, str(scrape[0]),
+                     str(scrape[1])], stdout=subprocess.PIPE, text=True)
+            before = usage(relay.pid)
         sender = subprocess.Popen(
-            [sys.executable, "-c", SENDER, str(count), jailSocket,
-             str(SIZE)], stdout=subprocess.PIPE, text=True)
-        end = float(sink.stdout.readline())
-        cpu = (cpuSeconds(relay.pid) - before) / count * 1e6
-        start = float(sender.stdout.readline())
+            [sys.executable, "-c", SENDER, str(count), target, str(SIZE)],
+            stdout=subprocess.PIPE, text=True)
+        end, sinkCpu, sinkSleeps, _ = map(float,
+                                          sink.stdout.readline().split())
+        result = Round(0.0, sinkCpu=sinkCpu / count / 1e3,
+                       sinkSleeps=sinkSleeps / count * 1e3)
+        if relay is not None:
+            cpu, sleeps, _ = (b - a for a, b in zip(before,
+                                                    usage(relay.pid)))
+            result.relayCpu = cpu / count / 1e3
+            result.relaySleeps = sleeps / count * 1e3
+        start, cpu, sleeps, _ = map(float, sender.stdout.readline().split())
         sender.wait()
-        rss = peakRss(relay.pid)
+        result.rate = count / (end - start)
+        result.senderCpu = cpu / count / 1e3
+        result.senderSleeps = sleeps / count * 1e3
+        if relay is not None:
+            result.rss = peakRss(relay.pid)
     finally:
-        # SIGINT stops both relays, and makes a profiler wrapper write out.
-        relay.send_signal(signal.SIGINT)
-        try:
-            relay.wait(30)
-        except subprocess.TimeoutExpired:
-            relay.kill()
-            relay.wait()
-        # A profiler wrapper may leave the relay behind: its session goes.
-        try:
-            os.killpg(relay.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        if scraper is not None:
+            scraper.terminate()
+            scrapes = scraper.communicate()[0].strip() or "0"
+            print(f"       (scraped {scrapes} times during the run)")
+        if relay is not None:
+            stopRelay(relay)
         stopSink(sink)
-    return count / (end - start), cpu, rss
+    return result
+
+
+def stopRelay(relay):
+    # SIGINT stops both relays, and makes a profiler wrapper write out.
+    relay.send_signal(signal.SIGINT)
+    try:
+        relay.wait(30)
+    except subprocess.TimeoutExpired:
+        relay.kill()
+        relay.wait()
+    # A profiler wrapper may leave the relay behind: its session goes.
+    try:
+        os.killpg(relay.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def freePort():
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def writeIni(path, sockets, interval="1.0", base=10 ** 9, peak=10 ** 9):
@@ -235,6 +337,14 @@ def main():
                         help="a command line to run jailtwist's relay under, "
                         "for profiling (e.g. 'py-spy record -f raw -o F --'"
                         "); its CPU figures are then the wrapper's")
+    parser.add_argument("--metrics", action="store_true",
+                        help="add jailtwist's relay with --metrics, scraped "
+                        "during the run")
+    parser.add_argument("--scrape-every", type=float, default=1.0,
+                        help="seconds between scrapes with --metrics")
+    parser.add_argument("--direct", action="store_true",
+                        help="add the sender sending straight to the sink, "
+                        "with no relay: the upper bound of any relay")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root (it binds /dev/log in a private "
@@ -254,23 +364,37 @@ def main():
         writeIni(ini, [jailSocket])
         contenders = [("jailtwist", args.wrap.split() + [
             f"{args.venv}/bin/jk_socketd", "-n", "--config", ini])]
+        scrapes = {}
+        if args.metrics:
+            port = freePort()
+            contenders.append(("jt+metrics", args.wrap.split() + [
+                f"{args.venv}/bin/jk_socketd", "-n", "--config", ini,
+                "--metrics", f"tcp:{port}:interface=127.0.0.1"]))
+            scrapes["jt+metrics"] = (port, args.scrape_every)
         if not args.no_jailkit:
             c = jailkit_package.cTool("jk_socketd", root)
             # jailkit reads /etc/jailkit/jk_socketd.ini and chroots there;
             # give it a private one with its largest limits (base 1e6 and
-            # peak 1e7 bytes per 0.01 s: 1e8 bytes/s cannot bind; ours
-            # have 1e9 bytes per second).
+            # peak 1e7 bytes per 0.02 s: 5e7 bytes/s, which cannot bind;
+            # ours have 1e9 bytes per second).  Not 0.01 s, its smallest:
+            # read into a C float, 0.01 falls below that bound and jailkit
+            # silently takes 5 s, so a run of more than 1e7 bytes stalls.
             etc = f"{root}/etc-jailkit"
             os.makedirs(etc)
-            writeIni(f"{etc}/jk_socketd.ini", [jailSocket], "0.01",
+            writeIni(f"{etc}/jk_socketd.ini", [jailSocket], "0.02",
                      10 ** 6, 10 ** 7)
             subprocess.run(["mount", "--bind", etc, "/etc/jailkit"],
                            check=True)
             contenders.append(("jailkit", [c, "-n"]))
+        if args.direct:
+            contenders.append(("direct", None))
         print(f"{args.count:,} datagrams of {SIZE} bytes per run, blocking "
               f"sender and sink in their own processes")
+        print("us CPU/msg: the relay's; pipeline: sender + relay + sink. "
+              "sleeps: voluntary context switches per 1000 messages of "
+              "sender/relay/sink")
         print(f"{'round':>5}  {'relay':<10} {'msg/s':>10} {'us CPU/msg':>11}"
-              f" {'peak RSS MB':>12}")
+              f" {'pipeline':>9} {'sleeps s/r/k':>16} {'peak RSS MB':>12}")
         results = {name: [] for name, _ in contenders}
         for number in range(1, args.rounds + 1):
             # Alternate which goes first, so neither always runs on a
@@ -279,18 +403,27 @@ def main():
             for name, argv in order:
                 if os.path.exists(jailSocket):
                     os.unlink(jailSocket)
-                rate, cpu, rss = runRelay(argv, jailSocket, args.count, root)
-                results[name].append((rate, cpu))
-                print(f"{number:>5}  {name:<10} {rate:>10,.0f} {cpu:>11.2f}"
-                      f" {rss:>12.1f}", flush=True)
+                run = runRelay(argv, jailSocket, args.count, root,
+                               scrapes.get(name))
+                results[name].append(run)
+                sleeps = (f"{run.senderSleeps:.0f}/{run.relaySleeps:.0f}/"
+                          f"{run.sinkSleeps:.0f}")
+                relayCpu, rss = ((f"{run.relayCpu:.2f}", f"{run.rss:.1f}")
+                                 if argv is not None else ("-", "-"))
+                print(f"{number:>5}  {name:<10} {run.rate:>10,.0f} "
+                      f"{relayCpu:>11} {run.pipelineCpu:>9.2f} "
+                      f"{sleeps:>16} {rss:>12}", flush=True)
         for name, runs in results.items():
-            print(f"{name}: median {statistics.median(r for r, _ in runs):,.0f}"
-                  f" msg/s, {statistics.median(c for _, c in runs):.2f} us "
-                  f"CPU/msg")
+            def median(field):
+                return statistics.median(getattr(r, field) for r in runs)
+            relay = (f"{median('relayCpu'):.2f} us CPU/msg, "
+                     if name != "direct" else "")
+            print(f"{name}: median {median('rate'):,.0f} msg/s, {relay}"
+                  f"pipeline {median('pipelineCpu'):.2f} us CPU/msg")
         if "jailkit" in results:
-            ratios = [ours[0] / theirs[0] for ours, theirs in
+            ratios = [ours.rate / theirs.rate for ours, theirs in
                       zip(results["jailtwist"], results["jailkit"])]
-            cpus = [ours[1] / theirs[1] for ours, theirs in
+            cpus = [ours.relayCpu / theirs.relayCpu for ours, theirs in
                     zip(results["jailtwist"], results["jailkit"])]
             print(f"ratio jailtwist/jailkit msg/s per round: "
                   f"{', '.join(f'{r:.2f}' for r in ratios)} "

@@ -48,7 +48,7 @@ import tempfile
 import time
 
 import jailkit_package
-from bench_login_start import addAccount, jailkit
+from bench_login_start import buildLoginJail, jailkit
 from busybox_jail import buildJail
 
 BIN = os.path.dirname(os.path.abspath(sys.executable))
@@ -186,23 +186,7 @@ def loginJail(parent, cjk):
     jailkit's jk_lsh and the C library it needs when C{cjk}.
     """
     jail = os.path.join(parent, "login")
-    for d in ("usr/bin", "etc/jailkit", "home", "dev"):
-        os.makedirs(os.path.join(jail, d), 0o755)
-    shutil.copy("/bin/busybox", os.path.join(jail, "usr/bin/busybox"))
-    addAccount(jail, USER, ours("jk_chrootsh"), "/usr/sbin/jk_lsh")
-    with open(os.path.join(jail, "etc/jailkit/jk_lsh.ini"), "w") as f:
-        f.write("[DEFAULT]\npaths = /usr/bin\n"
-                "executables = /usr/bin/busybox\n")
-    if cjk:
-        for path in ["/usr/sbin/jk_lsh", "/lib/x86_64-linux-gnu/libc.so.6",
-                     "/lib64/ld-linux-x86-64.so.2"]:
-            target = jail + os.path.realpath(path)
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            shutil.copy(os.path.realpath(path), target)
-            if path.startswith("/lib64"):
-                os.makedirs(jail + "/lib64", exist_ok=True)
-                shutil.copy(os.path.realpath(path), jail + path)
-        addAccount(jail, CUSER, cjk, "/usr/sbin/jk_lsh")
+    buildLoginJail(jail, ours("jk_chrootsh"), cjk, USER, CUSER)
     return jail
 
 
@@ -274,7 +258,7 @@ def main():
                  isolated, runs, notes)
 
         cjk = jailkit()
-        login = loginJail(parent, cjk)
+        loginJail(parent, cjk)
         env = userEnv(USER)
         logins = [
             Contender("setpriv + python3 -I -S -c pass (bare)",

@@ -65,6 +65,8 @@ class IJailTarget(Interface):
     """
 
     label = Attribute("How to name the jail in messages and events.")
+    root = Attribute("The jail's directory on the host, or None when not "
+                     "known.")
 
     def alive():
         """
@@ -327,7 +329,7 @@ class ProbeService(service.Service):
             probe.pid = pid
             self._events.publish("probe-planted", probe=probe.id,
                                  jail=probe.target.label, pid=pid,
-                                 title=probe.title)
+                                 title=probe.title, root=probe.target.root)
 
     def _ended(self, probe, generation, status):
         if probe.generation != generation or probe.state != "planted":
@@ -353,7 +355,8 @@ class ProbeService(service.Service):
         self.log.info("probe {probe} in jail {jail} fired", probe=probe.id,
                       jail=probe.target.label)
         self._events.publish("probe-fired", probe=probe.id,
-                             jail=probe.target.label, title=probe.title)
+                             jail=probe.target.label, title=probe.title,
+                             root=probe.target.root)
         self._runCommand(probe)
         if probe.request.respawn == "immediate":
             self._scheduleRespawn(probe)
@@ -530,6 +533,7 @@ class JailTarget:
     def __init__(self, process, label, reactor):
         self.process = process
         self.label = label
+        self.root = process.root
         self._reactor = reactor
         self._watches = []
 

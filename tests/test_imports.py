@@ -23,6 +23,7 @@ from tests.test_login import addAccount, asUser
 # Never on a one-shot path that does not need them (pkg_resources and
 # importlib.metadata are what older console-script wrappers loaded).
 HEAVY = ("twisted", "zope", "configparser", "argparse", "elftools",
+         "prometheus_client",
          "pkg_resources", "importlib.metadata")
 
 # Not on the paths whose start-up is measured against C tools

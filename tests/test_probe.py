@@ -40,8 +40,9 @@ EXIT0 = 0
 
 @implementer(IJailTarget)
 class FakeTarget:
-    def __init__(self, label):
+    def __init__(self, label, root=None):
         self.label = label
+        self.root = root
         self.living = True
         self.watchers = []
         self.closed = False
@@ -78,7 +79,7 @@ class FakeLauncher:
     def pin(self, jail):
         if jail == "missing":
             raise UnknownJail("no running jail named 'missing'")
-        target = FakeTarget(f"{jail} (jid 1)")
+        target = FakeTarget(f"{jail} (jid 1)", f"/srv/{jail}")
         self.targets.append(target)
         return target
 
@@ -171,7 +172,7 @@ class ProbeServiceTests(SynchronousTestCase):
         self.assertEqual(self.kinds(), ["probe-planted"])
         self.assertEqual(self.published[0].fields,
                          {"probe": 1, "jail": "web (jid 1)", "pid": pid,
-                          "title": "WEB_RELOAD"})
+                          "title": "WEB_RELOAD", "root": "/srv/web"})
         self.assertEqual(len(target.watchers), 1)
         self.assertEqual(self.service.describe(), [info])
 

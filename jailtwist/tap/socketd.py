@@ -52,6 +52,9 @@ class Options(usage.Options):
         ["control", None, None,
          "serve the control channel (the relays' books) on this endpoint, "
          "e.g. unix:/run/jk_socketd.ctl:mode=600"],
+        ["metrics", None, None,
+         "serve Prometheus metrics at /metrics on this endpoint, e.g. "
+         "tcp:9105:interface=127.0.0.1 (default: off)"],
     ]
     optFlags = [
         ["no-confine", None,
@@ -150,6 +153,11 @@ def makeService(options, reactor=None, logToSyslog=False, events=None,
                                  services=["jk_socketd"])
         strports.service(control, factory, reactor=reactor).setServiceParent(
             relays)
+    if options.get("metrics"):
+        # A child of the relays: it listens before they confine themselves.
+        from jailtwist.metrics import makeMetrics
+        makeMetrics("jk_socketd", options["metrics"], reactor,
+                    relays=relays).setServiceParent(relays)
     if notify:
         # Last: it waits for every port above to listen.
         from jailtwist.notify import ReadinessService, ServiceNotifier

@@ -22,9 +22,10 @@ from jailtwist.tap import jaildaemon as jaildaemonTap
 
 DEFAULT_CONFIG = "/etc/jailtwist/jailtwist.ini"
 
-SUITE_SECTIONS = ("control", "probes", "jk_socketd", "login")
+SUITE_SECTIONS = ("control", "probes", "jk_socketd", "login", "metrics")
 SOCKETD_KEYS = ("enabled", "config", "syslog", "user")
 LOGIN_KEYS = ("enabled", "endpoint")
+METRICS_KEYS = ("enabled", "endpoint")
 
 
 class Options(usage.Options):
@@ -44,6 +45,9 @@ class Options(usage.Options):
         ["login", None, None,
          "the login service's endpoint (overrides [login] endpoint), e.g. "
          "unix:/run/jailtwist/login.sock:mode=0666"],
+        ["metrics", None, None,
+         "serve Prometheus metrics at /metrics on this endpoint (overrides "
+         "[metrics] endpoint), e.g. tcp:9105:interface=127.0.0.1"],
     ]
     optFlags = [
         ["no-login", None, "do not run the login service"],
@@ -61,6 +65,8 @@ class Options(usage.Options):
             self["socketd"] = _socketdOptions(ini.section("jk_socketd"))
             self["loginEndpoint"] = _loginEndpoint(
                 ini.section("login"), self["login"], self["no-login"])
+            self["metricsEndpoint"] = _metricsEndpoint(
+                ini.section("metrics"), self["metrics"])
         except JailtwistError as e:
             raise usage.UsageError(str(e))
 
@@ -113,6 +119,19 @@ def _loginEndpoint(section, override, disabled):
     return endpoint
 
 
+def _metricsEndpoint(section, override):
+    """
+    @return: the metrics endpoint description, or C{None} (the default:
+        no metrics).
+    """
+    if override or section is None:
+        return override
+    section.checkKeys(METRICS_KEYS)
+    if not section.getBool("enabled", True):
+        return None
+    return section.getString("endpoint")
+
+
 def makeService(options, reactor=None):
     """
     @return: a C{MultiService} holding every configured service, and last
@@ -143,6 +162,13 @@ def makeService(options, reactor=None):
         except JailtwistError as e:
             raise SystemExit(f"jailtwist: login service: {e}")
         login.setServiceParent(parent)
+    if options.get("metricsEndpoint"):
+        from jailtwist.metrics import makeMetrics
+        from jailtwist.registry import JailRegistry
+        makeMetrics("jailtwist", options["metricsEndpoint"], reactor,
+                    relays=parent.namedServices.get("jk_socketd"),
+                    events=events, registry=JailRegistry(settings.registry)
+                    ).setServiceParent(parent)
     names = [each.name for each in parent]
     ReadinessService(notifier, f"serving {', '.join(names)}",
                      reactor).setServiceParent(parent)
