@@ -24,10 +24,9 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
-from bench_login_start import addAccount
+from bench_login_start import addAccount, isolatedScratch
 
 RUNS = int(os.environ.get("RUNS", "60"))
 BIN = os.path.dirname(os.path.abspath(sys.executable))
@@ -84,11 +83,7 @@ def once(command):
 
 
 def main():
-    if os.environ.get("JAILTWIST_ISOLATED") != "1" or os.geteuid() != 0:
-        raise SystemExit("run as root through tests/isolated (see the "
-                         "module docstring)")
-    parent = tempfile.mkdtemp(prefix="bench", dir="/mnt")
-    os.chmod(parent, 0o755)
+    parent = isolatedScratch()
     users = {"copied": "jtbcopy", "bind": "jtbbind"}
     try:
         builds = {}

@@ -23,12 +23,11 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_login_start import (BIN, CUSER, USER, asUser, buildLoginJail,
-                               jailkit)
+                               isolatedScratch, jailkit)
 
 RUNS = int(os.environ.get("RUNS", "40"))
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -79,11 +78,7 @@ def startSuite(directory):
 
 
 def main():
-    if os.environ.get("JAILTWIST_ISOLATED") != "1" or os.geteuid() != 0:
-        raise SystemExit("run as root through tests/isolated (see the "
-                         "module docstring)")
-    parent = tempfile.mkdtemp(prefix="bench", dir="/mnt")
-    os.chmod(parent, 0o755)
+    parent = isolatedScratch()
     jail = os.path.join(parent, "jail")
     suite = None
     try:

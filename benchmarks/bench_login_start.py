@@ -80,6 +80,20 @@ def addAccount(jail, user, shell, jailShell):
         f.write(f"{user}:x:{pw[3]}:\n")
 
 
+def isolatedScratch():
+    """
+    @return: a new root-owned 0755 directory under the private /mnt of
+        C{tests/isolated}, a safe parent for jails; exit when not run as
+        root through it.
+    """
+    if os.environ.get("JAILTWIST_ISOLATED") != "1" or os.geteuid() != 0:
+        raise SystemExit("run as root through tests/isolated (see the "
+                         "module docstring)")
+    parent = tempfile.mkdtemp(prefix="bench", dir="/mnt")
+    os.chmod(parent, 0o755)
+    return parent
+
+
 def buildLoginJail(jail, chrootsh, cjk=None, user=USER, cuser=CUSER):
     """
     A jail for timing logins: busybox, a jk_lsh policy allowing it, the
@@ -108,11 +122,7 @@ def buildLoginJail(jail, chrootsh, cjk=None, user=USER, cuser=CUSER):
 
 
 def main():
-    if os.environ.get("JAILTWIST_ISOLATED") != "1" or os.geteuid() != 0:
-        raise SystemExit("run as root through tests/isolated (see the "
-                         "module docstring)")
-    parent = tempfile.mkdtemp(prefix="bench", dir="/mnt")
-    os.chmod(parent, 0o755)
+    parent = isolatedScratch()
     jail = os.path.join(parent, "jail")
     try:
         cjk = None if "--no-jailkit" in sys.argv else jailkit()

@@ -1090,7 +1090,7 @@ def _namespaceFlags(namespaces, allowed):
 
 
 def _writeFile(path, text):
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         os.write(fd, text.encode())
     finally:
@@ -1116,6 +1116,30 @@ def loopbackUp():
                     struct.pack("16sh14x", b"lo", flags | IFF_UP))
     finally:
         sock.close()
+
+
+def _loopbackUpOrFail():
+    try:
+        loopbackUp()
+    except OSError as e:
+        raise EnterError("network", f"cannot bring lo up: {e.strerror}",
+                         e.errno) from None
+
+
+def _unshareAsRoot(flags):
+    """
+    As root: unshare the namespaces in C{flags} (nothing when 0), bringing
+    C{lo} up in a new network namespace.
+    """
+    if not flags:
+        return
+    try:
+        unshare(flags)
+    except OSError as e:
+        raise EnterError("unshare", f"unshare failed: {e.strerror}",
+                         e.errno) from None
+    if flags & CLONE_NEWNET:
+        _loopbackUpOrFail()
 
 
 def enterAsUser(jail, home="/", namespaces=(), uid=None, gid=None,
@@ -1164,14 +1188,7 @@ def enterAsUser(jail, home="/", namespaces=(), uid=None, gid=None,
             raise JailtwistError("enterAsUser as root needs uid and gid")
         if binds is not None:
             flags |= CLONE_NEWNS
-        if flags:
-            try:
-                unshare(flags)
-            except OSError as e:
-                raise EnterError("unshare", f"unshare failed: {e.strerror}",
-                                 e.errno) from None
-            if flags & CLONE_NEWNET:
-                loopbackUp()
+        _unshareAsRoot(flags)
         root = _bindJailRoot(binds) if binds is not None else jail
         try:
             confine(Confinement(root=root, cwd=home, uid=uid, gid=gid,
@@ -1209,11 +1226,7 @@ def enterAsUser(jail, home="/", namespaces=(), uid=None, gid=None,
         if not dumpable:
             setDumpable(False)
     if flags & CLONE_NEWNET:
-        try:
-            loopbackUp()
-        except OSError as e:
-            raise EnterError("network", f"cannot bring lo up: {e.strerror}",
-                             e.errno) from None
+        _loopbackUpOrFail()
     if binds is not None:
         root = _bindJailRoot(binds)
         try:
@@ -1259,18 +1272,7 @@ def enterForAccount(jail, home, uid, gid, groups=(), namespaces=(),
     if binds is not None:
         _enterDirectory(jail)
         flags |= CLONE_NEWNS
-    if flags:
-        try:
-            unshare(flags)
-        except OSError as e:
-            raise EnterError("unshare", f"unshare failed: {e.strerror}",
-                             e.errno) from None
-        if flags & CLONE_NEWNET:
-            try:
-                loopbackUp()
-            except OSError as e:
-                raise EnterError("network", f"cannot bring lo up: "
-                                 f"{e.strerror}", e.errno) from None
+    _unshareAsRoot(flags)
     root = _bindJailRoot(binds) if binds is not None else jail
     try:
         confine(Confinement(root=root, cwd="/", uid=uid, gid=gid,
@@ -1371,14 +1373,6 @@ def _ownCgroup():
     except OSError:
         pass
     return None
-
-
-def _writeFile(path, text):
-    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    try:
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
 
 
 # -- joining a running jail (probes) ---------------------------------------------

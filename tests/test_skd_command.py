@@ -10,7 +10,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 
 from twisted.trial.unittest import TestCase
 

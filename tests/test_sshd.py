@@ -347,7 +347,7 @@ class BypassTests(WalkthroughTestCase):
         # rsync as a client: -e names the "remote shell", here busybox sh,
         # which would run the script 'rsync' planted in the home.
         self.plant("jtssh1", "rsync",
-                   f"/usr/bin/busybox id -u > /home/jtssh1/pwned\n")
+                   "/usr/bin/busybox id -u > /home/jtssh1/pwned\n")
         for command in ["rsync -e/usr/bin/busybox sh:x .",
                         "rsync --rsh=/usr/bin/busybox sh:x ."]:
             result = self.sshd.ssh("jtssh1", command)
