@@ -75,6 +75,7 @@ for entry in distribution("jailtwist").entry_points:
     os.replace(path + ".new", path)
 PY
     chmod -R a+rX "$VENV"
+    install_login_interpreter
     for cmd in $("$VENV/bin/python" -c '
 from importlib.metadata import distribution
 print(" ".join(e.name for e in distribution("jailtwist").entry_points
@@ -94,6 +95,34 @@ print(" ".join(e.name for e in distribution("jailtwist").entry_points
     # Prove the installed package (not the source tree) serves the plugins.
     (cd / && "$VENV/bin/twistd" --help | grep jk-socketd >/dev/null) || {
         echo "jailtwist: twistd does not list jk-socketd after install" >&2; exit 1; }
+}
+
+# The login commands run as the account before they enter its jail.  A
+# process of the account outside the jails (a cron job, a jailed daemon)
+# could ptrace a login while the interpreter starts, before the login can
+# make itself non-dumpable.  The kernel makes a process non-dumpable at exec
+# when its interpreter is not readable by the caller, so the login commands
+# get a copy of the interpreter that accounts may run but not read (0711).
+# An apt hook refreshes the copy whenever packages change, so it does not
+# lag behind Python's security updates.
+LOGIN_COMMANDS="jk_chrootsh jk_lsh jk_uchroot jk_procmailwrapper"
+install_login_interpreter() {
+    real=$(readlink -f "$VENV/bin/python")
+    install -m 0711 -o root -g root "$real" "$VENV/bin/python-login.new"
+    mv -f "$VENV/bin/python-login.new" "$VENV/bin/python-login"
+    for cmd in $LOGIN_COMMANDS; do
+        [ -f "$VENV/bin/$cmd" ] && \
+            sed -i "1s|^#!$VENV/bin/python |#!$VENV/bin/python-login |" "$VENV/bin/$cmd"
+    done
+    if [ -d /etc/apt/apt.conf.d ]; then
+        hook="/etc/apt/apt.conf.d/80jailtwist-$(echo "$VENV" | tr -c 'A-Za-z0-9\n' '-' | sed 's/^-*//')"
+        cat > "$hook.tmp" <<APT
+// jailtwist: refresh the login commands' unreadable copy of the Python
+// interpreter after package changes (bootstrap.sh, install_login_interpreter).
+DPkg::Post-Invoke { "if [ -x $VENV/bin/python-login ]; then install -m 0711 -o root -g root \$(readlink -f $VENV/bin/python) $VENV/bin/python-login.new && mv -f $VENV/bin/python-login.new $VENV/bin/python-login; fi"; };
+APT
+        mv -f "$hook.tmp" "$hook"
+    fi
 }
 
 # The AppArmor profiles that give the login commands `userns` (Ubuntu 24.04+

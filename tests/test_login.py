@@ -978,3 +978,66 @@ class IsolatedInterpreterTests(SynchronousTestCase):
             with open(harness.script(name)) as f:
                 first = f.readline().split()
             self.assertEqual(first[1:], ["-IS"], name)
+
+
+#: Run as an account: start a login command, and from the moment it has
+#: exec'd until it exits, try to attach to it with ptrace.
+_TRACER = r"""
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.close(r)
+    os.execv(sys.argv[1], [sys.argv[1], "-c", "true"])
+os.close(w)
+os.read(r, 1)   # EOF: the pipe closed on exec
+refused = 0
+while True:
+    if libc.ptrace(0x4206, pid, None, None) == 0:   # PTRACE_SEIZE
+        print("attached", refused)
+        libc.ptrace(0x11, pid, None, None)          # PTRACE_DETACH
+        break
+    if ctypes.get_errno() == 1:                      # EPERM
+        refused += 1
+    if os.waitpid(pid, os.WNOHANG)[0]:
+        print("refused", refused)
+        sys.exit(0)
+os.waitpid(pid, 0)
+"""
+
+
+class NonDumpableFromExecTests(SynchronousTestCase):
+    """
+    A login command is non-dumpable from its exec on: its interpreter is a
+    copy the account may run but not read, so no process of the account
+    (outside the jails) can ptrace it while the interpreter starts, before
+    the login could protect itself.
+    """
+
+    def test_interpreterUnreadable(self):
+        for name in ("jk_chrootsh", "jk_lsh", "jk_uchroot",
+                     "jk_procmailwrapper"):
+            with open(harness.script(name)) as f:
+                interpreter = f.readline()[2:].split()[0]
+            self.assertEqual(os.path.basename(interpreter), "python-login",
+                             name)
+            st = os.stat(interpreter)
+            self.assertEqual((st.st_uid, stat.S_IMODE(st.st_mode)),
+                             (0, 0o711), name)
+
+    def test_noTracerAttaches(self):
+        """
+        An account's own process never attaches to the account's login:
+        every try from exec to exit is refused.
+        """
+        for attempt in range(3):
+            result = subprocess.run(
+                ["/usr/bin/python3", "-I", "-c", _TRACER,
+                 harness.script("jk_chrootsh")],
+                user=65534, group=65534, extra_groups=[], cwd="/",
+                capture_output=True, text=True, timeout=60)
+            self.assertEqual(result.returncode, 0, result.stderr)
+            verdict, tries = result.stdout.split()
+            self.assertEqual(verdict, "refused", result.stdout)
+            self.assertGreater(int(tries), 0)
