@@ -20,7 +20,11 @@ The list (L{LIST}):
     kind, with no symlink anywhere (L{readBindList});
   - holds one absolute host path per line, as UTF-8; blank lines and lines
     starting with C{#} are ignored; nothing is unquoted or trimmed, so a
-    path cannot contain a newline.
+    path cannot contain a newline;
+  - counts only if it is, byte for byte, the host's record of it
+    (L{RECORDS}, written with it by C{jk_init --bind} and C{jk_update}):
+    a root inside the jail can rewrite the jail's copy but not the record
+    (L{checkRecord}).
 
 An entry is refused (L{RefusedEntry}, one line) unless it is absolute and
 normalised (no C{.}, C{..}, C{//} or trailing slash), lies on the safe list
@@ -745,9 +749,11 @@ def prepareBinds(jailRoot, location):
     @param location: the jail's host path (for the overlap check and the
         messages).
     @return: a L{PreparedBinds}, or C{None} if the jail is not a bind jail.
-    @raise BindListError: if the list cannot be trusted, an entry is
-        refused (the first refusal, with its line), or a mount point is
-        unsafe: nothing may run in a half-assembled jail.
+    @raise BindListError: if the list cannot be trusted or is not the
+        host's record of it (L{checkRecord}), an entry is refused (the
+        first refusal, with its line; a directory with a mount below it is
+        refused too, L{checkSubmounts}), or a mount point is unsafe:
+        nothing may run in a half-assembled jail.
     """
     data = readBindList(jailRoot)
     if data is None:
