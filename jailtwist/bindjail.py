@@ -80,7 +80,8 @@ def _readJailList(jail):
 
 def readEntries(jail, warn=None):
     """
-    The entries of C{jail}'s bind list (an empty list without one): the
+    The entries of C{jail}'s bind list (an empty list without one, even
+    if the host kept a record for a jail once at its path): the
     host's record of it (L{jailtwist.bindlist.RECORDS}) when there is one,
     so what a root inside the jail wrote there is never taken over;
     otherwise (a jail moved, or built by an older jailtwist) the jail's own
@@ -94,6 +95,10 @@ def readEntries(jail, warn=None):
     # An untrusted list in the jail stops the run even with a record: the
     # rewrite would keep its mode and owner.
     data = _readJailList(jail)
+    if data is None:
+        # Not (yet) a bind jail: a record left by a jail once at this path
+        # is not taken over.
+        return []
     record = readRecord(jail.location)
     where = f"{jail.location}/{LIST}"
     if record is not None:
@@ -102,7 +107,7 @@ def readEntries(jail, warn=None):
                  f"{RECORDS}/{recordName(jail.location)}: the record is "
                  f"used and the jail's list rewritten")
         data = record
-    elif data is not None and warn is not None:
+    elif warn is not None:
         warn(f"the host has no record of {where}: its entries are adopted "
              f"as they are (check them: a root inside the jail could have "
              f"added some)")

@@ -165,6 +165,22 @@ class InitBindTests(_BindTestCase):
         self.bind("basicshell")
         self.assertIn("/usr/bin/bash", self.listed())
 
+    def test_staleRecordNotTakenOver(self):
+        """
+        A new bind jail at a path where another once was does not take
+        over that jail's record; its own replaces it.
+        """
+        os.makedirs(bindlist.RECORDS, mode=0o755, exist_ok=True)
+        record = os.path.join(bindlist.RECORDS,
+                              bindlist.recordName(self.jail.path))
+        with open(record, "wb") as f:
+            f.write(b"/opt\n")
+        result = self.bind("basicshell")
+        self.assertEqual(result.stderr, "")
+        self.assertNotIn("/opt", self.listed())
+        with open(record, "rb") as f:
+            self.assertEqual(f.read(), self.listBytes())
+
     def test_unsafeListRefused(self):
         self.bind("basicshell")
         path = self.jail.path + "/" + bindlist.LIST
