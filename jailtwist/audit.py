@@ -375,6 +375,12 @@ class JailAudit:
             os.close(root)
         if data is None:
             return []
+        if trusted:
+            try:
+                bindlist.checkRecord(data, self.path)
+            except bindlist.BindListError as e:
+                # The ways in refuse the jail until jk_update runs.
+                self._add(Kind.BIND, listPath, str(e))
         entries = bindlist.parseBindList(data)
         self._bound = frozenset(
             path.lstrip("/") for _, path in entries if path.startswith("/"))

@@ -23,9 +23,9 @@ import os
 import stat
 
 from jailtwist.bindlist import (
-    LIST, BindListError, MissingEntry, RefusedEntry, checkEntries,
+    LIST, RECORDS, BindListError, MissingEntry, RefusedEntry, checkEntries,
     checkHostPath, formatBindList, isUnder, listPresent, mountPlan,
-    parseBindList, readBindList)
+    parseBindList, readBindList, readRecord, recordName)
 from jailtwist.errors import JailtwistError
 from jailtwist.install import Missing, _mayNeedLibraries, symlinkTarget
 from jailtwist.passwd import replaceFile, requireRootDirectory
@@ -68,34 +68,86 @@ def isCopiedJail(jail):
         os.close(root)
 
 
-def readEntries(jail):
-    """
-    The entries of C{jail}'s bind list (an empty list without one).
-
-    @return: C{(lineNumber, path)} pairs.
-    @raise jailtwist.bindlist.BindListError: if the list cannot be trusted.
-    """
+def _readJailList(jail):
     root = jail.openRoot()
     try:
-        data = readBindList(root)
+        return readBindList(root)
     except BindListError as e:
         raise BindListError(f"jail {jail.location}: {e}") from None
     finally:
         os.close(root)
+
+
+def readEntries(jail, warn=None):
+    """
+    The entries of C{jail}'s bind list (an empty list without one, even
+    if the host kept a record for a jail once at its path): the
+    host's record of it (L{jailtwist.bindlist.RECORDS}) when there is one,
+    so what a root inside the jail wrote there is never taken over;
+    otherwise (a jail moved, or built by an older jailtwist) the jail's own
+    list, adopted as it is.
+
+    @param warn: called with a line when the jail's list is not the
+        record (it is ignored) or is adopted without one.
+    @return: C{(lineNumber, path)} pairs.
+    @raise jailtwist.bindlist.BindListError: if the list cannot be trusted.
+    """
+    # An untrusted list in the jail stops the run even with a record: the
+    # rewrite would keep its mode and owner.
+    data = _readJailList(jail)
+    if data is None:
+        # Not (yet) a bind jail: a record left by a jail once at this path
+        # is not taken over.
+        return []
+    record = readRecord(jail.location)
+    where = f"{jail.location}/{LIST}"
+    if record is not None:
+        if data != record and warn is not None:
+            warn(f"{where} differs from the host's record "
+                 f"{RECORDS}/{recordName(jail.location)}: the record is "
+                 f"used and the jail's list rewritten")
+        data = record
+    elif warn is not None:
+        warn(f"the host has no record of {where}: its entries are adopted "
+             f"as they are (check them: a root inside the jail could have "
+             f"added some)")
     return parseBindList(data or b"")
+
+
+def listRecorded(jail):
+    """
+    Whether C{jail}'s own bind list is the host's record of it.
+    """
+    try:
+        return _readJailList(jail) == readRecord(jail.location)
+    except BindListError:
+        return False
 
 
 def writeBindList(jail, paths):
     """
-    Replace C{jail}'s bind list with one naming C{paths}, atomically
-    (written aside, synced, renamed), root-owned, mode 0644, creating
-    C{etc/jailkit} (root, 0755) if needed.
+    Replace C{jail}'s bind list with one naming C{paths}, and the host's
+    record of it (L{jailtwist.bindlist.RECORDS}, created root 0755 if
+    needed), atomically (written aside, synced, renamed), root-owned, mode
+    0644, creating C{etc/jailkit} (root, 0755) if needed.
     """
+    data = formatBindList(paths)
+    try:
+        os.mkdir(RECORDS, 0o755)
+    except FileExistsError:
+        pass
+    dirFd = os.open(RECORDS, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW
+                    | os.O_CLOEXEC)
+    try:
+        requireRootDirectory(dirFd, RECORDS)
+        replaceFile(dirFd, recordName(jail.location), data, 0o644)
+    finally:
+        os.close(dirFd)
     dirFd, name = jail.openParent(LIST, create=True)
     try:
         requireRootDirectory(dirFd,
                              f"{jail.location}/{os.path.dirname(LIST)}")
-        replaceFile(dirFd, name, formatBindList(paths), 0o644)
+        replaceFile(dirFd, name, data, 0o644)
     finally:
         os.close(dirFd)
 

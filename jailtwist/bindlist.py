@@ -20,7 +20,11 @@ The list (L{LIST}):
     kind, with no symlink anywhere (L{readBindList});
   - holds one absolute host path per line, as UTF-8; blank lines and lines
     starting with C{#} are ignored; nothing is unquoted or trimmed, so a
-    path cannot contain a newline.
+    path cannot contain a newline;
+  - counts only if it is, byte for byte, the host's record of it
+    (L{RECORDS}, written with it by C{jk_init --bind} and C{jk_update}):
+    a root inside the jail can rewrite the jail's copy but not the record
+    (L{checkRecord}).
 
 An entry is refused (L{RefusedEntry}, one line) unless it is absolute and
 normalised (no C{.}, C{..}, C{//} or trailing slash), lies on the safe list
@@ -77,6 +81,11 @@ NEVER = ("/proc", "/sys", "/dev", "/home", "/root", "/run", "/tmp",
          "/var/tmp", "/boot", "/etc/shadow", "/etc/gshadow", "/etc/passwd",
          "/etc/group", "/etc/sudoers", "/etc/ssh", "/etc/ssl/private",
          "/etc/jailkit", "/var", "/srv", "/mnt", "/media")
+
+#: Where the host keeps its own record of each bind jail's list (one file
+#: per jail, named by L{recordName}): root's, outside every jail, so a root
+#: inside a jail cannot forge the list that counts (L{readRecord}).
+RECORDS = "/etc/jailkit/bind.d"
 
 _MAX_LIST = 4 * 1024 * 1024
 _DIRECTORY = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -424,6 +433,109 @@ def readBindList(jailRoot):
                             f"and writable by root only)") from None
 
 
+def recordName(location):
+    """
+    The file name under L{RECORDS} of the record for the jail at
+    C{location}: its normalised path with C{%} and C{/} escaped, so a
+    moved jail has no record until C{jk_update} writes one.
+    """
+    location = os.path.normpath(location)
+    return location.replace("%", "%25").replace("/", "%2F") + ".list"
+
+
+def readRecord(location):
+    """
+    The host's record of the bind list of the jail at C{location}, read as
+    L{readBindList} reads the jail's (no symlink, root-owned and root-only
+    writable all the way from C{/}).
+
+    @return: its content (C{bytes}), or C{None} if there is none.
+    @raise BindListError: if there is a record that cannot be trusted.
+    """
+    from jailtwist.login import TrustedFileError, readTrusted
+    name = RECORDS.lstrip("/") + "/" + recordName(location)
+    root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return readTrusted(root, name, limit=_MAX_LIST)
+    except TrustedFileError as e:
+        if str(e).endswith(" does not exist"):
+            return None
+        raise BindListError(f"the host's record of the bind list of "
+                            f"{location} cannot be trusted: {e}") from None
+    finally:
+        os.close(root)
+
+
+def checkRecord(data, location):
+    """
+    Require the jail's list C{data} to be the one jk_init --bind or
+    jk_update last wrote, as the host recorded it (L{RECORDS}): a root
+    inside the jail can rewrite the jail's own copy, never the record.
+
+    @raise BindListError: one line saying what to run.
+    """
+    record = readRecord(location)
+    if record is None:
+        raise BindListError(
+            f"{location}: the host has no record of its bind list in "
+            f"{RECORDS} (the jail was moved, or built by an older "
+            f"jailtwist): run jk_update -j {location} to record it")
+    if record != data:
+        raise BindListError(
+            f"{location}/{LIST} differs from the host's record "
+            f"{RECORDS}/{recordName(location)} (changed inside the jail or "
+            f"by hand): run jk_update -j {location} to restore it, or "
+            f"jk_init --bind to change it")
+
+
+def _unescapeMount(field):
+    # /proc/self/mountinfo escapes space, tab, newline and backslash.
+    for code, char in (("\\040", " "), ("\\011", "\t"),
+                       ("\\012", "\n"), ("\\134", "\\")):
+        field = field.replace(code, char)
+    return field
+
+
+def mountPoints():
+    """
+    The mount points this process sees (from C{/proc/self/mountinfo}).
+    """
+    with open("/proc/self/mountinfo", "rb") as f:
+        data = f.read().decode("utf-8", "surrogateescape")
+    points = set()
+    for line in data.splitlines():
+        fields = line.split(" ", 5)
+        if len(fields) > 4:
+            point = fields[4]
+            points.add(_unescapeMount(point) if "\\" in point else point)
+    return points
+
+
+def checkSubmounts(plan, points):
+    """
+    Refuse a bound directory that has a mount below it: a bind carries the
+    mount it is on only, so what the host hides under the submount would
+    show in the jail.
+
+    @param plan: L{BindMount}s.
+    @param points: from L{mountPoints}.
+    @return: L{RefusedEntry}s (one per refused mount, in plan order).
+    """
+    refused = []
+    for mount in plan:
+        if not mount.directory:
+            continue
+        below = sorted(p for p in points
+                       if p != mount.source and isUnder(p, mount.source))
+        if below:
+            refused.append(RefusedEntry(
+                mount.source, f"{below[0]} is a mount point below it (its "
+                              f"submounts would not be bound and what they "
+                              f"cover would show); bind the paths beside "
+                              f"it instead", onHost=True))
+    return refused
+
+
 def listPresent(jailRoot):
     """
     Whether the jail whose root directory descriptor is C{jailRoot} has a
@@ -637,13 +749,16 @@ def prepareBinds(jailRoot, location):
     @param location: the jail's host path (for the overlap check and the
         messages).
     @return: a L{PreparedBinds}, or C{None} if the jail is not a bind jail.
-    @raise BindListError: if the list cannot be trusted, an entry is
-        refused (the first refusal, with its line), or a mount point is
-        unsafe: nothing may run in a half-assembled jail.
+    @raise BindListError: if the list cannot be trusted or is not the
+        host's record of it (L{checkRecord}), an entry is refused (the
+        first refusal, with its line; a directory with a mount below it is
+        refused too, L{checkSubmounts}), or a mount point is unsafe:
+        nothing may run in a half-assembled jail.
     """
     data = readBindList(jailRoot)
     if data is None:
         return None
+    checkRecord(data, location)
     kept = {}
     pins = []
     prepared = PreparedBinds([], None, pins, os.dup(jailRoot))
@@ -651,6 +766,9 @@ def prepareBinds(jailRoot, location):
     try:
         checked = checkEntries(parseBindList(data), location, kept)
         prepared.checked = checked
+        prepared.plan = mountPlan(checked.accepted)
+        if not checked.refused:
+            checked.refused = checkSubmounts(prepared.plan, mountPoints())
         if checked.refused:
             first = checked.refused[0]
             more = len(checked.refused) - 1
@@ -659,7 +777,6 @@ def prepareBinds(jailRoot, location):
                 f"{first}" + (f" (and {more} more refused)" if more else "")
                 + "; fix the list (jk_update -j JAIL rewrites it) or run "
                   "jk_check")
-        prepared.plan = mountPlan(checked.accepted)
         for mount in prepared.plan:
             try:
                 pointFd = openMountPoint(jailRoot, mount, points)

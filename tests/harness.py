@@ -282,3 +282,18 @@ def waitRegistered(name, timeout=15.0):
                 return record
         return None
     return waitFor(registered, timeout, f"jail {name!r} to be registered")
+
+
+def recordBindList(jail):
+    """
+    Make the host's record of C{jail}'s bind list (/etc/jailkit/bind.d) the
+    jail's list as it is now: what an admin's edit through jk_init --bind
+    would leave, for tests of what the ways in check beyond the record.
+    """
+    from jailtwist import bindlist
+    with open(os.path.join(jail, bindlist.LIST), "rb") as f:
+        data = f.read()
+    os.makedirs(bindlist.RECORDS, mode=0o755, exist_ok=True)
+    with open(os.path.join(bindlist.RECORDS, bindlist.recordName(jail)),
+              "wb") as f:
+        f.write(data)

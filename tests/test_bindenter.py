@@ -61,6 +61,7 @@ def addEntry(jail, path, directory=False):
         os.chmod(point, 0o644)
     with open(os.path.join(jail, bindlist.LIST), "ab") as f:
         f.write(os.fsencode(path) + b"\n")
+    harness.recordBindList(jail)
 
 
 def mountProbe(testCase, directory):
@@ -198,6 +199,77 @@ class LaunchTests(_LaunchBindTestCase):
         self.assertFalse(os.path.exists(self.host + "/tree/new"))
         self.assertEqual(mountinfo(), before)
 
+    def test_jailedRootCannotWidenList(self):
+        """
+        A jailed root (C{--isolate}, uid 0) that rewrites its jail's own
+        bind list to bind all of /opt gains nothing: the list differs from
+        the host's record, so the next entry stops with one line and the
+        root-only host file under /opt is never read; C{jk_update} restores
+        the recorded list.
+        """
+        secretDir = hostDirectory(self)
+        secret = os.path.join(secretDir, "key")
+        writeHost(secret, b"HOST-SECRET\n", mode=0o600)
+        self.launch("--isolate", script=(
+            "echo /opt >> /etc/jailkit/bind.list"))
+        for options in ([], ["--isolate"]):
+            result = self.launch(*options, script=f"cat {secret}; echo RAN",
+                                 status=25)
+            self.assertEqual(result.stdout, "")
+            self.assertEqual(len(result.stderr.splitlines()), 1,
+                             result.stderr)
+            self.assertIn("differs from the host's record", result.stderr)
+            self.assertIn(f"run jk_update -j {self.jail}", result.stderr)
+        update = harness.run("jk_update", "-j", self.jail)
+        self.assertEqual(update.returncode, 0, update.stderr)
+        self.assertIn("the record is used", update.stderr)
+        with open(os.path.join(self.jail, bindlist.LIST), "rb") as f:
+            self.assertNotIn(b"/opt\n", f.read())
+        result = self.launch("--isolate", script=(
+            f"cat {secret} || echo UNREAD; cat {self.data}"))
+        self.assertEqual(result.stdout, "UNREAD\none\n")
+
+    def test_movedJailRefusedUntilUpdated(self):
+        """
+        A bind jail moved elsewhere has no host record under its new path:
+        its entry stops with one line saying to run jk_update, which
+        records it.
+        """
+        moved = self.jail + "-moved"
+        os.rename(self.jail, moved)
+        self.addCleanup(shutil.rmtree, moved, True)
+        self.jail = moved
+        result = self.launch(script="echo RAN", status=25)
+        self.assertEqual(result.stdout, "")
+        self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
+        self.assertIn(f"no record of its bind list", result.stderr)
+        self.assertIn(f"run jk_update -j {moved}", result.stderr)
+        update = harness.run("jk_update", "-j", moved)
+        self.assertEqual(update.returncode, 0, update.stderr)
+        self.assertEqual(self.launch(script=f"cat {self.data}").stdout,
+                         "one\n")
+
+    def test_submountRefused(self):
+        """
+        A bound host directory with a mount below it stops the entry with
+        one line (a bind would carry neither the submount nor hide what it
+        covers); nothing runs.
+        """
+        under = os.path.join(self.host, "tree", "hidden")
+        os.mkdir(under, 0o755)
+        writeHost(os.path.join(under, "shadowed"), b"UNDER\n")
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=755", "none",
+                        under], check=True)
+        self.addCleanup(subprocess.run, ["umount", "-l", under])
+        for options in ([], ["--isolate"]):
+            result = self.launch(*options, script=f"ls {under}; echo RAN",
+                                 status=25)
+            self.assertEqual(result.stdout, "")
+            self.assertEqual(len(result.stderr.splitlines()), 1,
+                             result.stderr)
+            self.assertIn(f"{self.host}/tree: refused, {under} is a mount "
+                          f"point below it", result.stderr)
+
     def test_setuidBoundFileGivesNothing(self):
         """
         A setuid-root program bound from the host runs without its setuid
@@ -227,6 +299,7 @@ class LaunchTests(_LaunchBindTestCase):
                               ("usr/bin/ls", "not an absolute path")]:
             with open(listPath, "wb") as f:
                 f.write(original + entry.encode() + b"\n")
+            harness.recordBindList(self.jail)
             for options in ([], ["--isolate"]):
                 result = self.launch(*options, script="echo RAN", status=25)
                 self.assertEqual(result.stdout, "")
@@ -386,6 +459,7 @@ class LoginBindTests(LoginTestCase):
         """
         with open(os.path.join(self.jail, bindlist.LIST), "ab") as f:
             f.write(b"/etc/shadow\n")
+        harness.recordBindList(self.jail)
         result = self.login("-c", "echo RAN")
         self.assertRefused(result, 53, "/etc/shadow: refused, /etc/shadow "
                                        "is never bound into a jail")

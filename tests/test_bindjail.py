@@ -165,11 +165,28 @@ class InitBindTests(_BindTestCase):
         self.bind("basicshell")
         self.assertIn("/usr/bin/bash", self.listed())
 
+    def test_staleRecordNotTakenOver(self):
+        """
+        A new bind jail at a path where another once was does not take
+        over that jail's record; its own replaces it.
+        """
+        os.makedirs(bindlist.RECORDS, mode=0o755, exist_ok=True)
+        record = os.path.join(bindlist.RECORDS,
+                              bindlist.recordName(self.jail.path))
+        with open(record, "wb") as f:
+            f.write(b"/opt\n")
+        result = self.bind("basicshell")
+        self.assertEqual(result.stderr, "")
+        self.assertNotIn("/opt", self.listed())
+        with open(record, "rb") as f:
+            self.assertEqual(f.read(), self.listBytes())
+
     def test_unsafeListRefused(self):
         self.bind("basicshell")
         path = self.jail.path + "/" + bindlist.LIST
         with open(path, "ab") as f:
             f.write(b"/etc/shadow\nusr/bin/x\n")
+        harness.recordBindList(self.jail.path)
         content = self.listBytes()
         result = self.bind("sftp", status=3)
         lines = result.stderr.splitlines()
@@ -233,6 +250,7 @@ class CheckBindTests(_BindTestCase):
         listPath = jail + "/" + bindlist.LIST
         with open(listPath, "ab") as f:
             f.write(b"/proc/self\n")
+        harness.recordBindList(jail)
         os.unlink(jail + "/usr/bin/ls")
         os.symlink("/tmp/x", jail + "/usr/bin/ls")
         os.chown(jail + "/usr/bin/cat", 1000, 1000)
@@ -254,6 +272,24 @@ class CheckBindTests(_BindTestCase):
         # Mount points are never compared with the host's files.
         self.assertEqual([line for line in lines if "modified" in line
                           and "/usr/bin/ls" not in line], [])
+
+    def test_listDiffersFromRecord(self):
+        """
+        A list changed without jk_init --bind or jk_update (inside the
+        jail, by its root) is reported; jk_update restores the record.
+        """
+        self.bind("basicshell")
+        listPath = self.jail.path + "/" + bindlist.LIST
+        with open(listPath, "ab") as f:
+            f.write(b"/opt\n")
+        status, lines = self.check()
+        self.assertEqual(status, 1)
+        self.assertIn(f"{listPath}: bind: {listPath} differs from the "
+                      f"host's record", lines[0])
+        update = harness.run("jk_update", "-j", self.jail.path)
+        self.assertEqual(update.returncode, 0, update.stderr)
+        self.assertNotIn("/opt", self.listed())
+        self.assertEqual(self.check(), (0, []))
 
     def test_untrustedList(self):
         self.bind("basicshell")

@@ -101,6 +101,41 @@ class FormatTests(SynchronousTestCase):
         self.assertRaises(RefusedEntry, formatBindList, ["/usr/a\nb"])
 
 
+class SubmountTests(SynchronousTestCase):
+    """
+    L{bindlist.checkSubmounts} and L{bindlist.mountPoints}.
+    """
+
+    def test_mountBelowRefused(self):
+        plan = [BindMount("/opt/a", "/opt/a", True),
+                BindMount("/opt/ab", "/opt/ab", True),
+                BindMount("/opt/f", "/opt/f", False)]
+        refused = bindlist.checkSubmounts(plan, {"/", "/opt/a", "/opt/a/x y",
+                                                 "/opt/f", "/opt/abc"})
+        self.assertEqual([r.path for r in refused], ["/opt/a"])
+        self.assertIn("/opt/a/x y is a mount point below it", str(refused[0]))
+        self.assertTrue(refused[0].onHost)
+
+    def test_mountPoints(self):
+        """
+        The mount points are this process's, unescaped.
+        """
+        points = bindlist.mountPoints()
+        self.assertIn("/", points)
+        self.assertIn("/proc", points)
+        self.assertEqual(bindlist._unescapeMount("/a\\040b\\134c"),
+                         "/a b\\c")
+
+
+class RecordNameTests(SynchronousTestCase):
+
+    def test_escaped(self):
+        self.assertEqual(bindlist.recordName("/srv/jail/"),
+                         "%2Fsrv%2Fjail.list")
+        self.assertEqual(bindlist.recordName("/srv/a%2Fb"),
+                         "%2Fsrv%2Fa%252Fb.list")
+
+
 class PlanTests(SynchronousTestCase):
     """
     L{mountPlan}: parents first, covered children dropped.

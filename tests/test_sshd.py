@@ -641,6 +641,7 @@ class BindRefusalTests(_BindWalkthrough, RefusalTests):
         with open(os.path.join(self.jail, "etc/jailkit/bind.list"),
                   "ab") as f:
             f.write(b"/etc/shadow\n")
+        harness.recordBindList(self.jail)
         result = self.sshd.ssh("jtssh1", "scp -t .")
         self.assertEqual(result.returncode, 53, result.stderr)
         self.assertEqual(result.stdout, "")

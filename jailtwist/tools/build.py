@@ -13,7 +13,7 @@ import time
 from collections import namedtuple
 
 from jailtwist.bindjail import (BindCollector, MixedJail, isCopiedJail,
-                                readEntries)
+                                listRecorded, readEntries)
 from jailtwist.bindlist import LIST as BIND_LIST
 from jailtwist.bindlist import checkEntries, hasBindList
 from jailtwist.command import CommandLine, UsageError, runCommand
@@ -324,7 +324,7 @@ def _buildBound(jail, config, sections, resolver, force, report, name):
             f"without --bind): bind jails and copied jails do not mix; "
             f"build the bind jail in a new directory", INIT_UNSAFE)
     created = _createJail(jail)
-    old = readEntries(jail)
+    old = readEntries(jail, _warner(name))
     checked = checkEntries(old, jail.location)
     again = _refuseListed(name, jail, checked)
     with Installer(jail, resolver, force=force, report=report) as installer:
@@ -369,6 +369,13 @@ def planJail(jail, config, sections, resolver=None, bind=False):
             plan.finish()
             added, missing = [], plan.missing
     return added + plan.added + builder.planned, missing
+
+
+def _warner(name):
+    """
+    A C{warn} for L{readEntries}: one line on stderr, as C{name}.
+    """
+    return lambda line: sys.stderr.write(f"{name}: {line}\n")
 
 
 def _refuseListed(name, jail, checked):
@@ -616,7 +623,8 @@ def _updateBind(options, jail):
     C{jk_update} on a bind jail: nothing is copied, only the bind list is
     refreshed (what its programs need now, what the host no longer has).
     """
-    old = readEntries(jail)
+    old = readEntries(jail, _warner("jk_update"))
+    stale = not listRecorded(jail)
     checked = checkEntries(old, jail.location)
     again = _refuseListed("jk_update", jail, checked)
     dryRun = options["dry-run"]
@@ -630,7 +638,7 @@ def _updateBind(options, jail):
         added = sorted(set(collector.paths) - listed)
         removed = [m.path for m in checked.missing] + \
             [r.path for r in again if r.path not in collector.paths]
-        if not dryRun and (added or removed):
+        if not dryRun and (added or removed or stale):
             collector.write()
     where = f"{jail.location}/{BIND_LIST}"
     for path in added:
