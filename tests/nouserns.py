@@ -5,9 +5,11 @@ whose user.max_user_namespaces is 0: inside, no user namespace can be made
 unix socket peers.  Only the tests' processes are affected, not the
 machine's sysctl.  Usage: nouserns.py COMMAND [ARGS...] (as root).
 """
-import ctypes, os, sys
+import ctypes, os, signal, sys
 libc = ctypes.CDLL(None, use_errno=True)
+PR_SET_PDEATHSIG = 1
 a, b = os.pipe(); c, d = os.pipe()
+parent = os.getpid()
 pid = os.fork()
 if pid == 0:
     os.close(b); os.close(c)
@@ -17,7 +19,14 @@ if pid == 0:
     os.read(a, 1); os.close(a)
     with open("/proc/sys/user/max_user_namespaces", "w") as f:
         f.write("0")
+    # The command (sshd, the suite) must not outlive this wrapper, which is
+    # what the tests stop: a wrapper killed outright takes it along too.
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:
+        os._exit(121)
     os.execvp(sys.argv[1], sys.argv[1:])
+for each in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    signal.signal(each, lambda number, frame: os.kill(pid, number))
 os.close(a); os.close(d)
 os.read(c, 1)
 for name in ("uid_map", "gid_map"):
