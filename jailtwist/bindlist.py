@@ -43,7 +43,9 @@ jailtwist's light modules are imported (the login path reads the list).
 
 import os
 import stat
+
 from jailtwist.errors import JailtwistError
+from jailtwist.jail import TrustedFileError, readTrusted, trustedWalk
 
 #: Where the bind list lives, relative to the jail's root.
 LIST = "etc/jailkit/bind.list"
@@ -245,7 +247,7 @@ def checkSyntax(path, jail=None):
 
 class _Walker:
     """
-    L{jailtwist.login.trustedWalk} for many paths under one root, each
+    L{jailtwist.jail.trustedWalk} for many paths under one root, each
     directory on the way opened and checked once (the binds of a jail share
     most of their parents: /usr, /usr/lib, ...; this keeps a login through
     a bind jail within a few milliseconds of one through a copied jail).
@@ -261,7 +263,6 @@ class _Walker:
         self.directories = {}
 
     def _trusted(self, walked, st):
-        from jailtwist.login import TrustedFileError
         if st.st_uid != 0:
             raise TrustedFileError(f"{walked} is not owned by root")
         if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
@@ -269,7 +270,6 @@ class _Walker:
                                    f"others")
 
     def _component(self, parent, name, walked):
-        from jailtwist.login import TrustedFileError
         try:
             fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC,
                          dir_fd=parent)
@@ -295,7 +295,6 @@ class _Walker:
         fd, st = self._component(self._directory(parent), name, walked)
         try:
             if not stat.S_ISDIR(st.st_mode):
-                from jailtwist.login import TrustedFileError
                 raise TrustedFileError(f"{walked} is not a directory")
             self._trusted(walked, st)
         except BaseException:
@@ -308,7 +307,6 @@ class _Walker:
         """
         As C{trustedWalk(root, inner, final=final)}.
         """
-        from jailtwist.login import TrustedFileError
         parts = [p for p in inner.split("/") if p and p != "."]
         if not parts or ".." in parts:
             raise TrustedFileError(f"{inner} is not a plain path")
@@ -336,7 +334,6 @@ def openHostPath(path, walker=None):
     @raise RefusedEntry: for a symlink or an untrusted component.
     @raise MissingEntry: if a component does not exist.
     """
-    from jailtwist.login import TrustedFileError
     own = walker is None
     if own:
         walker = _Walker(os.open("/", os.O_PATH | os.O_DIRECTORY
@@ -422,7 +419,6 @@ def readBindList(jailRoot):
         list (it is not a bind jail).
     @raise BindListError: if there is a list that cannot be trusted.
     """
-    from jailtwist.login import TrustedFileError, readTrusted
     if not listPresent(jailRoot):
         return None
     try:
@@ -452,7 +448,6 @@ def readRecord(location):
     @return: its content (C{bytes}), or C{None} if there is none.
     @raise BindListError: if there is a record that cannot be trusted.
     """
-    from jailtwist.login import TrustedFileError, readTrusted
     name = RECORDS.lstrip("/") + "/" + recordName(location)
     root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -659,7 +654,6 @@ def openMountPoint(jailRoot, mount, walker=None):
         on it (not on its path) so nothing swapped in later is used.
     @raise BindListError: saying what is wrong.
     """
-    from jailtwist.login import TrustedFileError, trustedWalk
     kind = "directory" if mount.directory else "regular file"
 
     def final(walked, st):

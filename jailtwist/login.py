@@ -30,7 +30,8 @@ import syslog
 
 from jailtwist.config import ConfigError, parseIni
 from jailtwist.errors import JailtwistError
-from jailtwist.jail import Jail, UnsafeJail
+from jailtwist.jail import (Jail, TrustedFileError, UnsafeJail, readTrusted,
+                            trustedWalk)
 from jailtwist.lsh import CONFIG as LSH_CONFIG
 from jailtwist.lsh import (
     LshPolicy, LshRefusal, checkCommandLine, printable, statInRoot)
@@ -436,92 +437,6 @@ def checkJail(jail, jailFd, message=None):
     if (checked.st_dev, checked.st_ino) != (opened.st_dev, opened.st_ino):
         raise Refused(f"{jail.location} changed while it was checked; "
                       f"{message}", 53)
-
-
-class TrustedFileError(Exception):
-    """
-    A file that is missing, or that the account could have changed.
-    """
-
-
-def trustedWalk(root, inner, owner=0, final=None):
-    """
-    Walk C{inner} from the directory descriptor C{root} without following
-    any symlink, requiring every directory on the way to be owned by
-    C{owner} (root) and not writable by group or others.
-
-    @param final: called with the last component's C{stat} result; by
-        default it must satisfy the same rule.
-    @return: an C{O_PATH} descriptor of the last component (close it).
-    @raise TrustedFileError: naming the offending path.
-    """
-    parts = [p for p in inner.split("/") if p and p != "."]
-    if not parts or ".." in parts:
-        raise TrustedFileError(f"{inner} is not a plain path")
-    fd = os.dup(root)
-    try:
-        walked = ""
-        for i, part in enumerate(parts):
-            walked += "/" + part
-            try:
-                new = os.open(part, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC,
-                              dir_fd=fd)
-            except FileNotFoundError:
-                raise TrustedFileError(f"{walked} does not exist")
-            except OSError as e:
-                raise TrustedFileError(f"{walked}: {e.strerror}")
-            os.close(fd)
-            fd = new
-            st = os.fstat(fd)
-            last = i == len(parts) - 1
-            if stat.S_ISLNK(st.st_mode):
-                raise TrustedFileError(f"{walked} is a symlink")
-            if last and final is not None:
-                final(walked, st)
-                continue
-            if not last and not stat.S_ISDIR(st.st_mode):
-                raise TrustedFileError(f"{walked} is not a directory")
-            if st.st_uid != owner:
-                raise TrustedFileError(f"{walked} is not owned by root")
-            if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-                raise TrustedFileError(f"{walked} is writable by group or "
-                                       f"others")
-        result, fd = fd, None
-        return result
-    finally:
-        if fd is not None:
-            os.close(fd)
-
-
-def readTrusted(root, inner, limit=4 * 1024 * 1024):
-    """
-    The content of the regular file C{inner} under C{root}, reached by
-    L{trustedWalk} (owned by root, not writable by group or others, no
-    symlinks, on a path of such directories).
-
-    @raise TrustedFileError: if there is no such file.
-    """
-    def regular(walked, st):
-        if not stat.S_ISREG(st.st_mode):
-            raise TrustedFileError(f"{walked} is not a regular file")
-        if st.st_uid != 0 or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-            raise TrustedFileError(f"{walked} is not owned by root or is "
-                                   f"writable by group or others")
-    pathFd = trustedWalk(root, inner, final=regular)
-    try:
-        fd = os.open(f"/proc/self/fd/{pathFd}",
-                     os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
-    except OSError as e:
-        raise TrustedFileError(f"{inner}: {e.strerror}")
-    finally:
-        os.close(pathFd)
-    try:
-        data = os.read(fd, limit + 1)
-    finally:
-        os.close(fd)
-    if len(data) > limit:
-        raise TrustedFileError(f"{inner} is larger than {limit} bytes")
-    return data
 
 
 def checkHome(jailFd, jailPath, inner, account, relax):
