@@ -734,6 +734,30 @@ class PreparedBinds:
             self.rootFd = None
 
 
+class BoundView:
+    """
+    A bind jail as a jailed process sees it once its binds are mounted, for
+    lookups made before entering it: a program inside a directory the jail
+    binds whole is not in the jail's own tree (its mount point is empty).
+
+    Paths resolve as in L{jailtwist.jail.Jail.open}, except that where the
+    plan mounts something, the walk goes on in the pinned host source of
+    L{PreparedBinds} instead (symlinks there resolve inside the jail, as
+    they will).  Only lookups (C{O_PATH}) are possible.
+    """
+
+    def __init__(self, jail, prepared):
+        self.jail = jail
+        self.location = jail.location
+        self._sources = {mount.target: hostFd
+                         for mount, hostFd, pointFd in prepared.pins}
+
+    def open(self, inner, flags=os.O_PATH, mode=0o644, followLast=True,
+             root=None):
+        return self.jail.open(inner, flags, mode, followLast, root,
+                              overlay=self._sources.get)
+
+
 def prepareBinds(jailRoot, location):
     """
     Read, check, plan and pin the binds of the jail whose root directory

@@ -225,7 +225,7 @@ class Jail:
         return os.path.join(self.location, *clean)
 
     def openParent(self, inner, create=False, mode=0o755, root=None,
-                   followLast=False):
+                   followLast=False, overlay=None):
         """
         Resolve every directory of C{inner} inside the jail.
 
@@ -240,8 +240,11 @@ class Jail:
             reopening the jail for every file); not closed.
         @param followLast: if the last component is a symlink, resolve it
             too (inside the jail), so the name returned is not a symlink.
+        @param overlay: what is mounted over parts of the jail, as for
+            L{_walk} (then the name may be empty: see there).
         @return: C{(dirFd, name)}: a directory descriptor (the caller closes
-            it) and the last component's name, never empty, C{.} or C{..}.
+            it) and the last component's name, never C{.} or C{..}, and
+            empty only as C{overlay} allows.
         @raise OSError: as the kernel reports it (C{ENOENT}, C{ENOTDIR},
             C{ELOOP}...); C{EISDIR} when C{inner} ends at a directory
             without naming an entry in it (C{"/"}, C{"a/.."}).
@@ -250,7 +253,8 @@ class Jail:
         if ownRoot:
             root = self.openRoot()
         try:
-            return _walk(root, _components(inner), create, mode, followLast)
+            return _walk(root, _components(inner), create, mode, followLast,
+                         overlay=overlay)
         finally:
             if ownRoot:
                 os.close(root)
@@ -284,17 +288,24 @@ class Jail:
                 os.close(root)
 
     def open(self, inner, flags=os.O_RDONLY, mode=0o644, followLast=True,
-             root=None):
+             root=None, overlay=None):
         """
         Open C{inner} inside the jail.
 
         @param followLast: if the last component is a symlink, resolve it
             inside the jail (as a jailed process would); if false, a symlink
             there fails with C{ELOOP}.
+        @param overlay: what is mounted over parts of the jail, as for
+            L{_walk}; then only C{O_PATH} opens (lookups) are possible.
         @return: a file descriptor (close it yourself), opened with
             C{flags | O_NOFOLLOW | O_CLOEXEC} on the resolved name.
         """
-        dirFd, name = self.openParent(inner, root=root, followLast=followLast)
+        if overlay is not None and flags != os.O_PATH:
+            raise ValueError("only O_PATH lookups go through an overlay")
+        dirFd, name = self.openParent(inner, root=root, followLast=followLast,
+                                      overlay=overlay)
+        if not name:
+            return dirFd
         try:
             return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode,
                            dir_fd=dirFd)
@@ -411,7 +422,7 @@ def _resolveDirectory(root, parts, create, mode=0o755):
 
 
 def _walk(root, parts, create, mode, followLast, wantDirectory=False,
-          trail=None):
+          trail=None, overlay=None):
     """
     Walk C{parts} from the directory descriptor C{root}, which acts as the
     root: an absolute symlink target restarts there and C{..} stops there.
@@ -420,6 +431,11 @@ def _walk(root, parts, create, mode, followLast, wantDirectory=False,
 
     @param trail: a list that is left holding the names of the directories
         from C{root} to the one returned (the canonical path).
+    @param overlay: for a jail whose parts are mounted over it: called with
+        each canonical path reached (C{"/usr/lib"}), it returns a
+        descriptor of what is mounted there (the walk continues in a
+        duplicate of it) or C{None}.  A last component found in it is
+        returned as C{(descriptor, "")}: the descriptor is the thing itself.
     @return: C{(dirFd, name)}, or with C{wantDirectory} the descriptor of
         the directory that C{parts} names.
     """
@@ -430,6 +446,11 @@ def _walk(root, parts, create, mode, followLast, wantDirectory=False,
     pending = [p for p in reversed(parts) if p not in ("", ".")]
     links = 0
     created = 0
+
+    def mounted(part):
+        if overlay is None:
+            return None
+        return overlay("/" + "/".join(trail + [part]))
 
     def expand(part):
         nonlocal links
@@ -453,6 +474,10 @@ def _walk(root, parts, create, mode, followLast, wantDirectory=False,
                     trail.pop()
                 continue
             if not pending and not wantDirectory:
+                # What is mounted there hides what the jail has there.
+                over = mounted(part)
+                if over is not None:
+                    return os.dup(over), ""
                 if followLast:
                     try:
                         st = os.stat(part, dir_fd=stack[-1],
@@ -463,6 +488,14 @@ def _walk(root, parts, create, mode, followLast, wantDirectory=False,
                         expand(part)
                         continue
                 return stack.pop(), part
+            over = mounted(part)
+            if over is not None:
+                if not stat.S_ISDIR(os.fstat(over).st_mode):
+                    raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR),
+                                  part)
+                stack.append(os.dup(over))
+                trail.append(part)
+                continue
             try:
                 fd = os.open(part, _DIRECTORY, dir_fd=stack[-1])
             except FileNotFoundError:

@@ -809,7 +809,18 @@ def _lshPlan(jail, jailFd, account, inner, shell, argv, env, log):
     lshArgv = [shell] + list(argv[1:])
     checkCommandLine(lshArgv, account.name, account.uid)
     policy = lshPolicyFor(jail, jailFd, account.name, account.group)
-    command = policy.decide(lshArgv, account.name, account.uid, jail, env)
+    try:
+        command = policy.decide(lshArgv, account.name, account.uid, jail, env)
+    except LshRefusal as refusal:
+        # 4 and 255 are "not an allowed program" and "allowed but missing":
+        # a bind jail may have it where its binds are not mounted yet.
+        if refusal.exitCode not in (4, 255):
+            raise
+        command = _lookUpBound(
+            jail, jailFd, log, lambda view: policy.decide(
+                lshArgv, account.name, account.uid, view, env))
+        if command is NOT_BOUND:
+            raise refusal
     log.info(f"executing command '{command.describe()}' for user "
              f"{account.name} ({account.uid})", ident="jk_lsh")
     env = dict(env)
@@ -863,7 +874,10 @@ def planUchroot(jailPath, executable, args, environ, log,
                   f"abort, jail {jailPath} is not safe, check ownership and "
                   f"permissions for the jail and system directories such as "
                   f"/etc, /lib, /usr, /dev, /sbin, and /bin")
-        if not _regularInJail(jail, jailFd, executable):
+        if not _regularInJail(jail, jailFd, executable) and _lookUpBound(
+                jail, jailFd, log,
+                lambda view: _regularInJail(view, jailFd, executable)) \
+                is not True:
             raise Refused(f"ERROR: Executable path {jailPath}/{executable} "
                           f"does not exist or is not a regular file", 1)
         log.info(f"entering jail {jailPath} for user {account.name} "
@@ -1019,17 +1033,45 @@ def prepareLoginBinds(plan, log):
 
     @raise Refused: exit 53 if the bind list cannot be used.
     """
+    return _prepareBinds(plan.jail, plan.jailFd, log)
+
+
+def _prepareBinds(jail, jailFd, log):
     from jailtwist import bindlist
-    if not bindlist.listPresent(plan.jailFd):
+    if not bindlist.listPresent(jailFd):
         return None
     try:
-        binds = bindlist.prepareBinds(plan.jailFd, plan.jail.location)
+        binds = bindlist.prepareBinds(jailFd, jail.location)
     except bindlist.BindListError as e:
-        raise Refused(f"abort, the jail {plan.jail.location} cannot be "
+        raise Refused(f"abort, the jail {jail.location} cannot be "
                       f"assembled: {e}", 53)
     for missing in binds.checked.missing:
-        log.info(f"bind jail {plan.jail.location}: {missing}")
+        log.info(f"bind jail {jail.location}: {missing}")
     return binds
+
+
+def _lookUpBound(jail, jailFd, log, lookUp):
+    """
+    Look a program up again in a bind jail as its binds will show it: one
+    inside a directory the jail binds whole is not in the jail's own tree.
+    The binds are prepared for this only when the plain lookup failed, and
+    the way in prepares them again.
+
+    @param lookUp: called with a L{jailtwist.bindlist.BoundView}.
+    @return: what C{lookUp} returns, or C{NOT_BOUND} for a jail that is not
+        a bind jail.
+    """
+    binds = _prepareBinds(jail, jailFd, log)
+    if binds is None:
+        return NOT_BOUND
+    from jailtwist.bindlist import BoundView
+    try:
+        return lookUp(BoundView(jail, binds))
+    finally:
+        binds.close()
+
+
+NOT_BOUND = object()
 
 
 def execute(plan, log):

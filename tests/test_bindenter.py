@@ -478,6 +478,50 @@ class LoginBindTests(LoginTestCase):
         self.assertIn("usage: sftp-server", result.stderr)
         self.assertLogged(f"entering jail {self.jail} for user {self.user}")
 
+    def test_programInsideBoundDirectory(self):
+        """
+        A program that exists only inside a directory the jail binds whole
+        (its mount point is empty before entry) is found: by jk_chrootsh's
+        jk_lsh policy, by its name on C{paths}, through a symlink beside it,
+        and by jk_uchroot; one there that is not allowed is still refused.
+        """
+        tools = os.path.join(self.host, "tools")
+        os.mkdir(tools, 0o755)
+        for name in ("hello", "other"):
+            writeHost(os.path.join(tools, name),
+                      b"#!/usr/bin/sh\necho BOUND $0 $*\n", 0o755)
+        os.symlink("hello", os.path.join(tools, "hi"))
+        addEntry(self.jail, tools, directory=True)
+        with open(os.path.join(self.jail, "etc/jailkit/jk_lsh.ini"),
+                  "w") as f:
+            f.write(f"[DEFAULT]\npaths = /usr/bin, {tools}\n"
+                    f"executables = {tools}/hello\n")
+        # setUp made the account's shell sh: jk_lsh again.
+        passwd = os.path.join(self.jail, "etc/passwd")
+        with open(passwd) as f:
+            text = f.read()
+        with open(passwd, "w") as f:
+            f.write(text.replace(":/usr/bin/sh\n", ":/usr/sbin/jk_lsh\n"))
+        result = self.login("-c", "hello world")
+        self.assertEqual(result.stdout, f"BOUND {tools}/hello world\n",
+                         result.stderr)
+        result = self.login("-c", f"{tools}/hi there")
+        self.assertEqual(result.stdout, f"BOUND {tools}/hello there\n",
+                         result.stderr)
+        self.assertRefused(self.login("-c", "other"), 4,
+                           "not allowed according to", tag="jk_lsh")
+        replaceConfig(self, "jk_uchroot.ini",
+                      f"[{self.user}]\nallowed_jails = {self.jail}\n")
+        result = self.login("-j", self.jail, "-x", f"{tools}/other", "--",
+                            "x", program="jk_uchroot")
+        self.assertEqual(result.stdout, f"BOUND {tools}/other x\n",
+                         result.stderr)
+        self.assertRefused(
+            self.login("-j", self.jail, "-x", f"{tools}/missing",
+                       program="jk_uchroot"), 1,
+            f"Executable path {self.jail}/{tools}/missing does not exist",
+            tag="jk_uchroot")
+
     def test_procmail(self):
         """
         jk_procmailwrapper delivers inside the recipient's bind jail with

@@ -4,6 +4,7 @@ it from a real jail, the mount plan, and the checks on host paths and
 mount points (on this host's real files).
 """
 
+import errno
 import os
 import shutil
 import tempfile
@@ -339,3 +340,112 @@ class ReadTests(SynchronousTestCase):
         with self.assertRaises(BindListError) as caught:
             openMountPoint(self.root, core)
         self.assertIn("/usr/lib is writable", str(caught.exception))
+
+
+class BoundViewTests(SynchronousTestCase):
+    """
+    L{bindlist.BoundView}: lookups in a bind jail as its binds will show
+    it, before any mount is made.
+    """
+
+    def setUp(self):
+        base = os.path.abspath(self.mktemp())
+        self.jail = os.path.join(base, "jail")
+        self.host = os.path.join(base, "host")
+        # The jail's own tree: an empty mount point for a bound directory
+        # and one for a bound file, and a file of its own.
+        for d in ("opt/tools", "usr/bin", "etc"):
+            os.makedirs(os.path.join(self.jail, d))
+        open(os.path.join(self.jail, "usr/bin/bound"), "w").close()
+        with open(os.path.join(self.jail, "usr/bin/own"), "w") as f:
+            f.write("own")
+        # The host sources.
+        os.makedirs(os.path.join(self.host, "tools/sub"))
+        for name in ("tools/prog", "tools/sub/deep", "file"):
+            with open(os.path.join(self.host, name), "w") as f:
+                f.write(name)
+        links = {"rel": "prog", "abs": "/usr/bin/own", "up": "../../usr/bin/own",
+                 "out": "../../../../../../etc/passwd", "self": "self",
+                 "through": "/opt/tools/sub/deep"}
+        for name, target in links.items():
+            os.symlink(target, os.path.join(self.host, "tools", name))
+        mounts = [
+            (bindlist.BindMount(os.path.join(self.host, "tools"),
+                                "/opt/tools", True),
+             os.path.join(self.host, "tools")),
+            (bindlist.BindMount(os.path.join(self.host, "file"),
+                                "/usr/bin/bound", False),
+             os.path.join(self.host, "file"))]
+        pins = []
+        for mount, source in mounts:
+            pins.append((mount, os.open(source, os.O_PATH),
+                         os.open(self.jail + mount.target, os.O_PATH)))
+        self.rootFd = os.open(self.jail, os.O_PATH | os.O_DIRECTORY)
+        prepared = bindlist.PreparedBinds([m for m, _ in mounts], None,
+                                          pins, self.rootFd)
+        self.addCleanup(prepared.close)
+        self.view = bindlist.BoundView(Jail(self.jail), prepared)
+
+    def identity(self, inner):
+        fd = self.view.open(inner)
+        try:
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
+        return st.st_dev, st.st_ino
+
+    def hostIdentity(self, path):
+        st = os.stat(path)
+        return st.st_dev, st.st_ino
+
+    def test_insideBoundDirectory(self):
+        """
+        A file inside a bound directory is the host's, at any depth, and
+        the bound directory itself is the host's.
+        """
+        self.assertEqual(self.identity("/opt/tools/prog"),
+                         self.hostIdentity(self.host + "/tools/prog"))
+        self.assertEqual(self.identity("/opt/tools/sub/deep"),
+                         self.hostIdentity(self.host + "/tools/sub/deep"))
+        self.assertEqual(self.identity("/opt/tools"),
+                         self.hostIdentity(self.host + "/tools"))
+        # Without the view the mount point is empty.
+        self.assertRaises(FileNotFoundError, Jail(self.jail).open,
+                          "/opt/tools/prog", os.O_PATH)
+
+    def test_boundFile(self):
+        self.assertEqual(self.identity("/usr/bin/bound"),
+                         self.hostIdentity(self.host + "/file"))
+        error = self.assertRaises(OSError, self.view.open,
+                                  "/usr/bin/bound/x")
+        self.assertEqual(error.errno, errno.ENOTDIR)
+
+    def test_jailOwnTree(self):
+        self.assertEqual(self.identity("/usr/bin/own"),
+                         self.hostIdentity(self.jail + "/usr/bin/own"))
+
+    def test_symlinksResolveInsideTheJail(self):
+        """
+        Symlinks in a bound tree resolve as they will inside the jail: a
+        relative one in the host directory, an absolute one or C{..} from
+        the jail's root, into the jail's own tree or back through a bind;
+        C{..} never climbs out of the jail.
+        """
+        prog = self.hostIdentity(self.host + "/tools/prog")
+        own = self.hostIdentity(self.jail + "/usr/bin/own")
+        self.assertEqual(self.identity("/opt/tools/rel"), prog)
+        self.assertEqual(self.identity("/opt/tools/abs"), own)
+        self.assertEqual(self.identity("/opt/tools/up"), own)
+        self.assertEqual(self.identity("/opt/tools/through"),
+                         self.hostIdentity(self.host + "/tools/sub/deep"))
+        self.assertEqual(self.identity("/opt/tools/sub/../prog"), prog)
+        # ../../.. from /opt/tools stops at the jail's root: its /etc has
+        # no passwd, and the host's is never reached.
+        self.assertRaises(FileNotFoundError, self.view.open,
+                          "/opt/tools/out")
+        error = self.assertRaises(OSError, self.view.open, "/opt/tools/self")
+        self.assertEqual(error.errno, errno.ELOOP)
+
+    def test_lookupsOnly(self):
+        self.assertRaises(ValueError, self.view.open, "/opt/tools/prog",
+                          os.O_RDONLY)
