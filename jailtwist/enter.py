@@ -227,6 +227,8 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _c_ulong = ctypes.c_ulong
 _libc.unshare.argtypes = [ctypes.c_int]
 _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+# Only the request is passed (NS_GET_PARENT takes no argument).
+_libc.ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong]
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
                         _c_ulong, ctypes.c_char_p]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
@@ -1142,16 +1144,171 @@ def _unshareAsRoot(flags):
         _loopbackUpOrFail()
 
 
+# NS_GET_PARENT: _IO(0xb7, 0x2), the user namespace a namespace belongs to.
+_NS_GET_PARENT = 0xb702
+
+
+def mappedUserNamespace(jail, uid, gid):
+    """
+    A new user namespace that maps only C{uid} and C{gid} (and denies
+    C{setgroups}), made without this process ever becoming dumpable.
+
+    The kernel lets an unprivileged process write a namespace's maps only
+    through the C{/proc} files of a dumpable member of it, and any process
+    of the same uid, a jailed one included, may ptrace a dumpable process.
+    A login still has the host's root at this point, so it must not be the
+    one: a forked child makes the namespace, changes root into C{jail},
+    closes every descriptor and drops every capability, and only then
+    becomes dumpable; this process writes the maps from outside (its
+    C{/proc} files are open to the namespace's owner now), takes the
+    namespace by descriptor and kills the child.  A tracer that catches the
+    child gets a process of the account in the jail with nothing more.
+
+    @param jail: the jail (host path or open directory descriptor).
+    @return: C{(userns, child)}: a descriptor of the namespace (close it;
+        join it with L{setns}), and the child's pid: it has been sent
+        C{SIGKILL}; reap it with C{waitpid} (later: it dies meanwhile).
+    @raise UserNamespaceRefused: the kernel refuses the namespace.
+    @raise EnterError: step C{unshare}, for any other failure.
+    """
+    report, reported = os.pipe()
+    hold, held = os.pipe()
+    parent = os.getpid()
+    child = os.fork()
+    if child == 0:
+        os.close(report)
+        os.close(held)
+        _userNamespaceChild(jail, parent, reported, hold)
+    os.close(reported)
+    os.close(hold)
+    try:
+        answer = os.read(report, 16)
+        if answer != b"ready":
+            step, _, number = answer.decode("ascii", "replace").partition(" ")
+            number = int(number) if number.isdigit() else errno.EIO
+            error = OSError(number, os.strerror(number))
+            if step == "unshare":
+                raise _userNamespaceRefused(error)
+            raise _unmappable(uid, gid, error)
+        proc = f"/proc/{child}"
+        try:
+            _writeFile(f"{proc}/setgroups", "deny")
+            _writeFile(f"{proc}/uid_map", f"{uid} {uid} 1\n")
+            _writeFile(f"{proc}/gid_map", f"{gid} {gid} 1\n")
+            userns = os.open(f"{proc}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as e:
+            raise _unmappable(uid, gid, e) from None
+        try:
+            _checkChildOf(userns)
+        except BaseException:
+            os.close(userns)
+            raise
+    except BaseException:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+        raise
+    finally:
+        os.close(report)
+        os.close(held)
+    os.kill(child, signal.SIGKILL)
+    return userns, child
+
+
+def _userNamespaceChild(jail, parent, report, hold):
+    """
+    The child of L{mappedUserNamespace}: never returns.
+    """
+    step = "unshare"
+    try:
+        setDeathSignal(signal.SIGKILL)
+        if os.getppid() != parent:
+            os._exit(1)
+        unshare(CLONE_NEWUSER)
+        step = "chroot"
+        chrootInto(jail)
+        low, high = sorted((report, hold))
+        os.closerange(3, low)
+        os.closerange(low + 1, high)
+        os.closerange(high + 1, 1 << 20)
+        step = "capabilities"
+        # No capability, and no exec can bring one back (no_new_privs; its
+        # uid is never 0 in the namespace).
+        setCapabilities(set(), set(), set())
+        setNoNewPrivs()
+        setDumpable(True)
+        os.write(report, b"ready")
+        os.read(hold, 1)
+    except BaseException as e:
+        number = getattr(e, "errno", None) or errno.EIO
+        try:
+            os.write(report, f"{step} {number}".encode("ascii"))
+        except OSError:
+            pass
+    os._exit(0)
+
+
+def _unmappable(uid, gid, error):
+    # Ubuntu's AppArmor restriction lets unshare succeed and then withholds
+    # the namespace's capabilities: say so.
+    path, bad, reason = _USERNS_SETTINGS[2]
+    if _sysctl(path) == bad:
+        return UserNamespaceRefused(
+            "unshare", f"the user namespace has no capabilities "
+                       f"({error.strerror}): {reason}", error.errno)
+    return EnterError("unshare", f"cannot map uid {uid} and gid {gid} into "
+                                 f"the user namespace: {error.strerror}",
+                      error.errno)
+
+
+def _checkChildOf(userns):
+    """
+    Require the namespace C{userns} to be a child of this process's own.
+    """
+    parent = _libc.ioctl(userns, _NS_GET_PARENT)
+    if parent < 0:
+        number = ctypes.get_errno()
+        raise EnterError("unshare", f"cannot check the login's user "
+                                    f"namespace: {os.strerror(number)}",
+                         number)
+    try:
+        theirs = os.fstat(parent)
+    finally:
+        os.close(parent)
+    ours = os.stat("/proc/self/ns/user")
+    if (theirs.st_dev, theirs.st_ino) != (ours.st_dev, ours.st_ino):
+        raise EnterError("unshare", "the login's user namespace is not a "
+                                    "child of the login's own",
+                         errno.EPERM)
+
+
+def _checkOwnMaps(uid, gid):
+    """
+    After joining the login's namespace: it must map exactly C{uid} and
+    C{gid}, with C{setgroups} denied.
+    """
+    def fields(name):
+        with open(f"/proc/self/{name}") as f:
+            return f.read().split()
+    if (fields("uid_map") != [str(uid), str(uid), "1"]
+            or fields("gid_map") != [str(gid), str(gid), "1"]
+            or fields("setgroups") != ["deny"]):
+        raise EnterError("unshare", "the login's user namespace does not map "
+                                    "only the account's own ids",
+                         errno.EPERM)
+
+
 def enterAsUser(jail, home="/", namespaces=(), uid=None, gid=None,
                 binds=None):
     """
     Enter C{jail} for a login; the caller execs the shell afterwards.
 
     Unprivileged (the normal case for jailtwist's login shells, which are
-    not setuid): C{unshare(CLONE_NEWUSER | CLONE_NEWNS | extras)}, then the
-    new user namespace maps only the caller's own uid and gid (after
-    C{setgroups} is denied, so no group can be dropped to escape a
-    negative-permission check), then chroot, chdir, no_new_privs, and every
+    not setuid): a new user namespace that maps only the caller's own uid
+    and gid (after C{setgroups} is denied, so no group can be dropped to
+    escape a negative-permission check), made without the login ever being
+    dumpable (L{mappedUserNamespace}; where Yama restricts ptrace, by the
+    login itself, L{_mapOwnNamespace}), with a mount namespace and the
+    extras, then chroot, chdir, no_new_privs, and every
     capability (which the new user namespace handed out) is dropped from
     all sets.  Files in the jail owned by other ids show as C{nobody}.
 
@@ -1198,33 +1355,75 @@ def enterAsUser(jail, home="/", namespaces=(), uid=None, gid=None,
                 os.close(root)
         return
     ownUid, ownGid = os.getuid(), os.getgid()
+    if ptraceRestricted():
+        _mapOwnNamespace(flags, ownUid, ownGid)
+        _enterUserNamespace(None, jail, home, flags, binds)
+        return
+    userns, child = mappedUserNamespace(jail, ownUid, ownGid)
+    try:
+        _enterUserNamespace(userns, jail, home, flags, binds, ownUid,
+                            ownGid)
+    finally:
+        # Reaped last: it died while the jail was entered.
+        os.waitpid(child, 0)
+
+
+def ptraceRestricted():
+    """
+    Whether Yama lets a process ptrace only its descendants (or less):
+    C{kernel.yama.ptrace_scope} 1 or more.  A jailed process of the account
+    is then no ancestor of a login, so a login may be dumpable for a moment
+    (see L{_mapOwnNamespace}).
+    """
+    value = _sysctl("/proc/sys/kernel/yama/ptrace_scope")
+    return value is not None and value.isdigit() and int(value) >= 1
+
+
+def _mapOwnNamespace(flags, uid, gid):
+    """
+    Where Yama restricts ptrace: unshare the login's namespaces and write
+    its maps through this process's own C{/proc} files, which are open to
+    the account only while the process is dumpable: dumpable just for
+    those writes.  Without Yama a dumpable moment lets any process of the
+    account ptrace a login that still has the host's root, so then
+    L{mappedUserNamespace} makes the namespace instead.
+    """
     try:
         unshare(CLONE_NEWUSER | CLONE_NEWNS | flags)
     except OSError as e:
         raise _userNamespaceRefused(e) from None
-    # /proc/self/*_map belong to root while the process is not dumpable
-    # (after a uid change without exec): be dumpable just for the writes.
     dumpable = prctl(PR_GET_DUMPABLE)
     try:
         if not dumpable:
             setDumpable(True)
         _writeFile("/proc/self/setgroups", "deny")
-        _writeFile("/proc/self/uid_map", f"{ownUid} {ownUid} 1\n")
-        _writeFile("/proc/self/gid_map", f"{ownGid} {ownGid} 1\n")
+        _writeFile("/proc/self/uid_map", f"{uid} {uid} 1\n")
+        _writeFile("/proc/self/gid_map", f"{gid} {gid} 1\n")
     except OSError as e:
-        # Ubuntu's AppArmor restriction lets unshare succeed and then
-        # withholds the namespace's capabilities: say so.
-        path, bad, reason = _USERNS_SETTINGS[2]
-        if _sysctl(path) == bad:
-            raise UserNamespaceRefused(
-                "unshare", f"the user namespace has no capabilities "
-                           f"({e.strerror}): {reason}", e.errno) from None
-        raise EnterError("unshare", f"cannot map uid {ownUid} and gid "
-                                    f"{ownGid} into the user namespace: "
-                                    f"{e.strerror}", e.errno) from None
+        raise _unmappable(uid, gid, e) from None
     finally:
         if not dumpable:
             setDumpable(False)
+
+
+def _enterUserNamespace(userns, jail, home, flags, binds, ownUid=None,
+                        ownGid=None):
+    """
+    The rest of L{enterAsUser}: join C{userns} (made by
+    L{mappedUserNamespace}; C{None} when this process already is in its
+    namespaces) and make the other namespaces, then change root.
+    """
+    if userns is not None:
+        try:
+            setns(userns, CLONE_NEWUSER)
+            _checkOwnMaps(ownUid, ownGid)
+            unshare(CLONE_NEWNS | flags)
+        except OSError as e:
+            raise EnterError("unshare", f"cannot enter the login's user "
+                                        f"namespace: {e.strerror}",
+                             e.errno) from None
+        finally:
+            os.close(userns)
     if flags & CLONE_NEWNET:
         _loopbackUpOrFail()
     if binds is not None:

@@ -842,6 +842,102 @@ class ChrootshTests(LoginTestCase):
         # EPERM: the login is not dumpable.
         self.assertEqual(result.stdout.split(), ["-1", "1"], result.stderr)
 
+    def test_neverDumpableOnHost(self):
+        """
+        The login never becomes dumpable (ptraceable by the account's other
+        processes) to make its user namespace: a forked child does, only
+        once it has changed root into the jail, closed every descriptor but
+        its two pipes, set no_new_privs and dropped every capability; the
+        login writes the maps from outside and joins the namespace.
+        """
+        script = r"""
+import json, mmap, os, sys
+from jailtwist import enter
+jail = sys.argv[1]
+login = os.getpid()
+enter.setDumpable(False)   # as the login commands start (python-login)
+shared = mmap.mmap(-1, 4096)
+calls = []
+setDumpable = enter.setDumpable
+def spy(dumpable):
+    if dumpable and os.getpid() != login:
+        st = os.stat("/")
+        fds = []
+        for fd in range(256):
+            try:
+                os.fstat(fd)
+                fds.append(fd)
+            except OSError:
+                pass
+        e, p, i = enter.getCapabilities()
+        state = {"root": [st.st_dev, st.st_ino], "fds": fds,
+                 "caps": sorted(e | p | i),
+                 "nnp": enter.prctl(enter.PR_GET_NO_NEW_PRIVS)}
+        shared[:] = json.dumps(state).encode().ljust(4096)
+    calls.append((os.getpid(), dumpable))
+    setDumpable(dumpable)
+enter.setDumpable = spy
+fd, child = enter.mappedUserNamespace(jail, os.getuid(), os.getgid())
+os.waitpid(child, 0)
+enter.setns(fd, enter.CLONE_NEWUSER)
+enter._checkOwnMaps(os.getuid(), os.getgid())
+st = os.stat(jail)
+print(json.dumps({"calls": [d for pid, d in calls if pid == login],
+                  "dumpable": enter.prctl(enter.PR_GET_DUMPABLE),
+                  "jail": [st.st_dev, st.st_ino],
+                  "child": json.loads(shared[:].rstrip())}))
+"""
+        import json
+        result = subprocess.run(
+            asUser(self.user, [harness.BIN.child("python").path, "-I", "-c",
+                               script, self.jail]),
+            capture_output=True, text=True, timeout=60)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        report = json.loads(result.stdout)
+        # The login itself: never made dumpable, and not dumpable after.
+        self.assertEqual(report["calls"], [])
+        self.assertEqual(report["dumpable"], 0)
+        child = report["child"]
+        self.assertEqual(child["root"], report["jail"])
+        self.assertEqual(len(child["fds"]), 5, child["fds"])
+        self.assertEqual(child["fds"][:3], [0, 1, 2])
+        self.assertEqual(child["caps"], [])
+        self.assertEqual(child["nnp"], 1)
+
+    def test_yamaPath(self):
+        """
+        Where Yama lets a process ptrace only its descendants, the login
+        makes its namespace itself, dumpable just for the map writes (no
+        jailed process is its ancestor), and ends in the same state.
+        """
+        script = r"""
+import json, os, sys
+from jailtwist import enter
+jail = sys.argv[1]
+uid, gid = os.getuid(), os.getgid()
+enter.setDumpable(False)
+enter.ptraceRestricted = lambda: True
+forked = []
+enter.mappedUserNamespace = lambda *a: forked.append(a)
+st = os.stat(jail)
+enter.enterAsUser(jail, "/")
+root = os.stat("/")
+e, p, i = enter.getCapabilities()
+print(json.dumps({"same": [root.st_dev, root.st_ino] == [st.st_dev, st.st_ino],
+                  "ids": [os.getuid(), os.getgid()] == [uid, gid],
+                  "caps": sorted(e | p | i), "forked": len(forked),
+                  "dumpable": enter.prctl(enter.PR_GET_DUMPABLE)}))
+"""
+        import json
+        result = subprocess.run(
+            asUser(self.user, [harness.BIN.child("python").path, "-I", "-c",
+                               script, self.jail]),
+            capture_output=True, text=True, timeout=60)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(json.loads(result.stdout), {
+            "same": True, "ids": True, "caps": [], "forked": 0,
+            "dumpable": 0})
+
     def test_tracedFromStart(self):
         """
         A login that a process of the account already traces (attached
