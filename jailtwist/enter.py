@@ -664,6 +664,8 @@ def confine(confinement):
     if c.syscallFilter:
         # Still root here, so no no_new_privs is needed for it.
         installSyscallFilter()
+    elif c.root is not None and c.uid not in (None, 0):
+        installJoinFilter()
     if c.uid is not None:
         switchUser(c.uid, c.gid if c.gid is not None else c.uid, c.groups)
     elif c.gid is not None:
@@ -727,6 +729,13 @@ _FILTERED_X86_64 = (
     (425, (), errno.EPERM),                          # io_uring_setup
     (426, (), errno.EPERM),                          # io_uring_enter
     (427, (), errno.EPERM),                          # io_uring_register
+    (308, (), errno.EPERM),                          # setns
+)
+
+#: What every program a jail runs as an account in the host's user
+#: namespace gets (L{installJoinFilter}): no setns.
+_JOIN_X86_64 = (
+    (308, (), errno.EPERM),                          # setns
 )
 
 
@@ -777,24 +786,42 @@ def filterProgram(rules=_FILTERED_X86_64):
 _compiled = {}
 
 
-def compileSyscallFilter():
+def compileSyscallFilter(rules=_FILTERED_X86_64):
     """
-    Build the filter's C program once per process (call it before forking
+    Build a filter's C program once per process (call it before forking
     children that install it, as skd does for every connection, so that no
     child builds it again).
 
     @return: the C{struct sock_fprog} for L{installSyscallFilter}.
     """
-    if "fprog" not in _compiled:
-        program = filterProgram()
+    if rules not in _compiled:
+        program = filterProgram(rules)
         instructions = (_SockFilter * len(program))(*program)
         # The program array must live as long as the fprog pointing at it.
-        _compiled["instructions"] = instructions
-        _compiled["fprog"] = _SockFprog(len(program), instructions)
-    return _compiled["fprog"]
+        _compiled[rules] = (instructions,
+                            _SockFprog(len(program), instructions))
+    return _compiled[rules][1]
 
 
-def installSyscallFilter():
+def installJoinFilter():
+    """
+    Refuse C{setns} to the calling thread for good, as L{installSyscallFilter}
+    does (it is part of that filter too).  For every program a jail runs as
+    an account in the host's user namespace (plain C{jk_chrootlaunch -u},
+    C{skd --jail}, the root login service's logins): the account owns the
+    user namespaces of its logins through L{enterAsUser}, and the kernel
+    gives every process of the owner's uid in the parent namespace every
+    capability in them, so such a program could join a login's namespace
+    (a pidfd of a login process is all it needs) and take C{CAP_SYS_CHROOT}
+    there to leave its chroot.  Nothing a jailed program does needs
+    C{setns}.  Only on x86_64 (the architecture the filters are written
+    for); elsewhere nothing is installed.
+    """
+    if os.uname().machine in _SYS_SECCOMP:
+        installSyscallFilter(_JOIN_X86_64)
+
+
+def installSyscallFilter(rules=_FILTERED_X86_64):
     """
     Install the jail's syscall filter (see L{filterProgram}) on the calling
     thread, for good: it is inherited across fork and exec and cannot be
@@ -808,7 +835,7 @@ def installSyscallFilter():
         raise EnterError("seccomp", f"the syscall filter exists for x86_64 "
                                     f"only, not {machine}; launch without "
                                     f"a capability ceiling")
-    fprog = compileSyscallFilter()
+    fprog = compileSyscallFilter(rules)
     try:
         _syscall(_SYS_SECCOMP[machine], ctypes.c_uint(SECCOMP_SET_MODE_FILTER),
                  ctypes.c_uint(0), ctypes.byref(fprog))
@@ -1162,7 +1189,11 @@ def mappedUserNamespace(jail, uid, gid):
     becomes dumpable; this process writes the maps from outside (its
     C{/proc} files are open to the namespace's owner now), takes the
     namespace by descriptor and kills the child.  A tracer that catches the
-    child gets a process of the account in the jail with nothing more.
+    child gets a process of the account in the jail with no capability.
+    (Joining the namespace is another matter: any process of the account
+    in the host's user namespace may, by the kernel's rule for a
+    namespace's owner; the ones jailtwist confines cannot, see
+    L{installJoinFilter}.)
 
     @param jail: the jail (host path or open directory descriptor).
     @return: C{(userns, child)}: a descriptor of the namespace (close it;
@@ -1174,7 +1205,14 @@ def mappedUserNamespace(jail, uid, gid):
     report, reported = os.pipe()
     hold, held = os.pipe()
     parent = os.getpid()
-    child = os.fork()
+    try:
+        child = os.fork()
+    except OSError as e:
+        for fd in (report, reported, hold, held):
+            os.close(fd)
+        raise EnterError("unshare", f"cannot fork to make the login's user "
+                                    f"namespace: {e.strerror}",
+                         e.errno) from None
     if child == 0:
         os.close(report)
         os.close(held)
@@ -1189,6 +1227,10 @@ def mappedUserNamespace(jail, uid, gid):
             error = OSError(number, os.strerror(number))
             if step == "unshare":
                 raise _userNamespaceRefused(error)
+            if step == "chroot":
+                raise _unmappable(uid, gid, error, "chroot",
+                                  "cannot change root into the jail in the "
+                                  "login's user namespace")
             raise _unmappable(uid, gid, error)
         proc = f"/proc/{child}"
         try:
@@ -1229,7 +1271,7 @@ def _userNamespaceChild(jail, parent, report, hold):
         low, high = sorted((report, hold))
         os.closerange(3, low)
         os.closerange(low + 1, high)
-        os.closerange(high + 1, 1 << 20)
+        os.closerange(high + 1, 2 ** 31 - 1)
         step = "capabilities"
         # No capability, and no exec can bring one back (no_new_privs; its
         # uid is never 0 in the namespace).
@@ -1247,7 +1289,7 @@ def _userNamespaceChild(jail, parent, report, hold):
     os._exit(0)
 
 
-def _unmappable(uid, gid, error):
+def _unmappable(uid, gid, error, step="unshare", what=None):
     # Ubuntu's AppArmor restriction lets unshare succeed and then withholds
     # the namespace's capabilities: say so.
     path, bad, reason = _USERNS_SETTINGS[2]
@@ -1255,9 +1297,9 @@ def _unmappable(uid, gid, error):
         return UserNamespaceRefused(
             "unshare", f"the user namespace has no capabilities "
                        f"({error.strerror}): {reason}", error.errno)
-    return EnterError("unshare", f"cannot map uid {uid} and gid {gid} into "
-                                 f"the user namespace: {error.strerror}",
-                      error.errno)
+    what = what or (f"cannot map uid {uid} and gid {gid} into the user "
+                    f"namespace")
+    return EnterError(step, f"{what}: {error.strerror}", error.errno)
 
 
 def _checkChildOf(userns):
@@ -1306,8 +1348,7 @@ def enterAsUser(jail, home="/", namespaces=(), uid=None, gid=None,
     not setuid): a new user namespace that maps only the caller's own uid
     and gid (after C{setgroups} is denied, so no group can be dropped to
     escape a negative-permission check), made without the login ever being
-    dumpable (L{mappedUserNamespace}; where Yama restricts ptrace, by the
-    login itself, L{_mapOwnNamespace}), with a mount namespace and the
+    dumpable (L{mappedUserNamespace}), with a mount namespace and the
     extras, then chroot, chdir, no_new_privs, and every
     capability (which the new user namespace handed out) is dropped from
     all sets.  Files in the jail owned by other ids show as C{nobody}.
@@ -1355,75 +1396,42 @@ def enterAsUser(jail, home="/", namespaces=(), uid=None, gid=None,
                 os.close(root)
         return
     ownUid, ownGid = os.getuid(), os.getgid()
-    if ptraceRestricted():
-        _mapOwnNamespace(flags, ownUid, ownGid)
-        _enterUserNamespace(None, jail, home, flags, binds)
-        return
-    userns, child = mappedUserNamespace(jail, ownUid, ownGid)
+    # The child must stay this process's to wait for (its pid reserved
+    # until then): an ignored SIGCHLD, inherited from the caller, would
+    # have the kernel reap it at once.
+    previous = signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     try:
-        _enterUserNamespace(userns, jail, home, flags, binds, ownUid,
-                            ownGid)
+        userns, child = mappedUserNamespace(jail, ownUid, ownGid)
+        try:
+            _enterUserNamespace(userns, jail, home, flags, binds, ownUid,
+                                ownGid)
+        finally:
+            # Reaped last, so that it dies while the jail is entered; not
+            # waited for: a tracer that holds it must not hold the login
+            # (the program inherits it then).
+            try:
+                os.waitpid(child, os.WNOHANG)
+            except ChildProcessError:
+                pass
     finally:
-        # Reaped last: it died while the jail was entered.
-        os.waitpid(child, 0)
+        signal.signal(signal.SIGCHLD, previous)
 
 
-def ptraceRestricted():
-    """
-    Whether Yama lets a process ptrace only its descendants (or less):
-    C{kernel.yama.ptrace_scope} 1 or more.  A jailed process of the account
-    is then no ancestor of a login, so a login may be dumpable for a moment
-    (see L{_mapOwnNamespace}).
-    """
-    value = _sysctl("/proc/sys/kernel/yama/ptrace_scope")
-    return value is not None and value.isdigit() and int(value) >= 1
-
-
-def _mapOwnNamespace(flags, uid, gid):
-    """
-    Where Yama restricts ptrace: unshare the login's namespaces and write
-    its maps through this process's own C{/proc} files, which are open to
-    the account only while the process is dumpable: dumpable just for
-    those writes.  Without Yama a dumpable moment lets any process of the
-    account ptrace a login that still has the host's root, so then
-    L{mappedUserNamespace} makes the namespace instead.
-    """
-    try:
-        unshare(CLONE_NEWUSER | CLONE_NEWNS | flags)
-    except OSError as e:
-        raise _userNamespaceRefused(e) from None
-    dumpable = prctl(PR_GET_DUMPABLE)
-    try:
-        if not dumpable:
-            setDumpable(True)
-        _writeFile("/proc/self/setgroups", "deny")
-        _writeFile("/proc/self/uid_map", f"{uid} {uid} 1\n")
-        _writeFile("/proc/self/gid_map", f"{gid} {gid} 1\n")
-    except OSError as e:
-        raise _unmappable(uid, gid, e) from None
-    finally:
-        if not dumpable:
-            setDumpable(False)
-
-
-def _enterUserNamespace(userns, jail, home, flags, binds, ownUid=None,
-                        ownGid=None):
+def _enterUserNamespace(userns, jail, home, flags, binds, ownUid, ownGid):
     """
     The rest of L{enterAsUser}: join C{userns} (made by
-    L{mappedUserNamespace}; C{None} when this process already is in its
-    namespaces) and make the other namespaces, then change root.
+    L{mappedUserNamespace}), make the other namespaces, change root.
     """
-    if userns is not None:
-        try:
-            setns(userns, CLONE_NEWUSER)
-            _checkOwnMaps(ownUid, ownGid)
-            unshare(CLONE_NEWNS | flags)
-        except OSError as e:
-            raise EnterError("unshare", f"cannot enter the login's user "
-                                        f"namespace: {e.strerror}",
-                             e.errno) from None
-        finally:
-            os.close(userns)
+    try:
+        setns(userns, CLONE_NEWUSER)
+        _checkOwnMaps(ownUid, ownGid)
+        unshare(CLONE_NEWNS | flags)
+    except OSError as e:
+        raise EnterError("unshare", f"cannot enter the login's user "
+                                    f"namespace: {e.strerror}",
+                         e.errno) from None
+    finally:
+        os.close(userns)
     if flags & CLONE_NEWNET:
         _loopbackUpOrFail()
     if binds is not None:
@@ -2584,6 +2592,8 @@ def _exec(spec, errorFd=None):
             # Installed while still root (CAP_SYS_ADMIN needs no
             # no_new_privs for it); nothing below needs a filtered call.
             installSyscallFilter()
+        elif spec.uid not in (None, 0):
+            installJoinFilter()
         if spec.uid is not None or spec.gid is not None:
             uid = spec.uid if spec.uid is not None else os.getuid()
             gid = spec.gid if spec.gid is not None else os.getgid()

@@ -9,6 +9,7 @@ import ctypes
 import errno
 import json
 import os
+import pwd
 import socket
 import stat
 import subprocess
@@ -554,6 +555,40 @@ class SyscallFilterTests(SynchronousTestCase):
                 str(subprocess.run(["/bin/true"]).returncode)])
         self.assertEqual(self.inFilteredChild(code).split(),
                          ["EPERM", "EPERM", "ENOSYS", "0"])
+
+    def test_joins(self):
+        """
+        setns is refused by the whole filter, and by the join filter that
+        confine() gives every program it runs as an account in a jail;
+        without either, joining one's own user namespace is merely invalid.
+        """
+        def code(d):
+            libc = ctypes.CDLL(None, use_errno=True)
+            pidfd = os.pidfd_open(os.getpid())
+            result = libc.setns(pidfd, enter.CLONE_NEWUSER)
+            return "ok" if result >= 0 else errno.errorcode[ctypes.get_errno()]
+        self.assertEqual(self.inFilteredChild(code), "EPERM")
+        nobody = pwd.getpwnam("nobody")
+        for confinement, expected in [
+                (enter.Confinement(root="/", uid=nobody.pw_uid,
+                                   gid=nobody.pw_gid), "EPERM"),
+                (enter.Confinement(uid=nobody.pw_uid, gid=nobody.pw_gid),
+                 "EINVAL"),
+                (enter.Confinement(root="/"), "EINVAL")]:
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    os.close(r)
+                    enter.confine(confinement)
+                    os.write(w, code(None).encode())
+                finally:
+                    os._exit(0)
+            os.close(w)
+            with os.fdopen(r) as f:
+                out = f.read()
+            os.waitpid(pid, 0)
+            self.assertEqual(out, expected, confinement)
 
     def test_program(self):
         """

@@ -904,39 +904,48 @@ print(json.dumps({"calls": [d for pid, d in calls if pid == login],
         self.assertEqual(child["caps"], [])
         self.assertEqual(child["nnp"], 1)
 
-    def test_yamaPath(self):
+    def test_confinedAccountCannotJoinLogin(self):
         """
-        Where Yama lets a process ptrace only its descendants, the login
-        makes its namespace itself, dumpable just for the map writes (no
-        jailed process is its ancestor), and ends in the same state.
+        A program that jk_chrootlaunch runs as the account in a jail (in the
+        host's user namespace) cannot join a running login's user
+        namespace: the kernel would allow it (the account owns that
+        namespace) and give it CAP_SYS_CHROOT there to leave its own
+        chroot, so every program jailtwist confines as an account runs with
+        setns refused.
         """
-        script = r"""
-import json, os, sys
-from jailtwist import enter
-jail = sys.argv[1]
-uid, gid = os.getuid(), os.getgid()
-enter.setDumpable(False)
-enter.ptraceRestricted = lambda: True
-forked = []
-enter.mappedUserNamespace = lambda *a: forked.append(a)
-st = os.stat(jail)
-enter.enterAsUser(jail, "/")
-root = os.stat("/")
-e, p, i = enter.getCapabilities()
-print(json.dumps({"same": [root.st_dev, root.st_ino] == [st.st_dev, st.st_ino],
-                  "ids": [os.getuid(), os.getgid()] == [uid, gid],
-                  "caps": sorted(e | p | i), "forked": len(forked),
-                  "dumpable": enter.prctl(enter.PR_GET_DUMPABLE)}))
-"""
-        import json
-        result = subprocess.run(
-            asUser(self.user, [harness.BIN.child("python").path, "-I", "-c",
-                               script, self.jail]),
-            capture_output=True, text=True, timeout=60)
-        self.assertEqual(result.returncode, 0, result.stderr)
-        self.assertEqual(json.loads(result.stdout), {
-            "same": True, "ids": True, "caps": [], "forked": 0,
-            "dumpable": 0})
+        compiler = shutil.which("cc") or shutil.which("gcc")
+        if compiler is None:
+            raise AssertionError("no C compiler: install gcc and libc6-dev "
+                                 "(bootstrap.sh's TEST_PACKAGES)")
+        probe = os.path.join(self.jail, "usr/bin/joinprobe")
+        subprocess.run([compiler, "-static", "-O", "-o", probe,
+                        os.path.join(os.path.dirname(__file__),
+                                     "joinprobe.c")], check=True)
+        os.chmod(probe, 0o755)
+        self.setShell("/usr/bin/sh")
+        session = subprocess.Popen(
+            withDevLog(self, self.syslog, asUser(
+                self.user, [harness.script("jk_chrootsh"), "-c",
+                            "exec /usr/bin/busybox sleep 60"])),
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, cwd="/")
+        self.addCleanup(session.wait)
+        self.addCleanup(session.kill)
+
+        def sleeping():
+            try:
+                with open(f"/proc/{session.pid}/cmdline", "rb") as f:
+                    return f.read().startswith(b"/usr/bin/busybox\0sleep")
+            except OSError:
+                return False
+        harness.waitFor(sleeping, what="the jailed session's program")
+        inside, jail = os.stat(f"/proc/{session.pid}/root"), os.stat(self.jail)
+        self.assertEqual((inside.st_dev, inside.st_ino),
+                         (jail.st_dev, jail.st_ino))
+        result = harness.run("jk_chrootlaunch", "--plain", "-j", self.jail,
+                             "-u", str(self.entry[2]), "-x",
+                             "/usr/bin/joinprobe", "--", str(session.pid))
+        self.assertEqual(result.stdout, "join EPERM\n", result.stderr)
 
     def test_tracedFromStart(self):
         """
