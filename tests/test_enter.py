@@ -490,10 +490,11 @@ class SyscallFilterTests(SynchronousTestCase):
     real forked child.
     """
 
-    def inFilteredChild(self, code):
+    def inFilteredChild(self, code, install=enter.installSyscallFilter):
         """
-        Fork, install the filter, run C{code(directory)} in the child and
-        return what it returned (a short text).
+        Fork, call C{install()} (the filter by default), run
+        C{code(directory)} in the child and return what it returned (a
+        short text).
         """
         directory = harness.shortTempDir(self)
         r, w = os.pipe()
@@ -501,7 +502,7 @@ class SyscallFilterTests(SynchronousTestCase):
         if pid == 0:
             try:
                 os.close(r)
-                enter.installSyscallFilter()
+                install()
                 os.write(w, code(directory.path).encode())
             finally:
                 os._exit(0)
@@ -575,19 +576,8 @@ class SyscallFilterTests(SynchronousTestCase):
                 (enter.Confinement(uid=nobody.pw_uid, gid=nobody.pw_gid),
                  "EINVAL"),
                 (enter.Confinement(root="/"), "EINVAL")]:
-            r, w = os.pipe()
-            pid = os.fork()
-            if pid == 0:
-                try:
-                    os.close(r)
-                    enter.confine(confinement)
-                    os.write(w, code(None).encode())
-                finally:
-                    os._exit(0)
-            os.close(w)
-            with os.fdopen(r) as f:
-                out = f.read()
-            os.waitpid(pid, 0)
+            out = self.inFilteredChild(
+                code, lambda c=confinement: enter.confine(c))
             self.assertEqual(out, expected, confinement)
 
     def test_program(self):
