@@ -351,6 +351,18 @@ def setDeathSignal(signum):
     prctl(PR_SET_PDEATHSIG, signum)
 
 
+def restoreExecSignals(extra=()):
+    """
+    Before an exec: put back the dispositions Python changed at start-up
+    (C{SIGPIPE} and C{SIGXFSZ} ignored, which an exec keeps) and those of
+    C{extra}, and empty the signal mask; a program must not start with a
+    pipe's end ignored.
+    """
+    for signum in (signal.SIGPIPE, signal.SIGXFSZ) + tuple(extra):
+        signal.signal(signum, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
 def setDumpable(dumpable):
     """
     C{PR_SET_DUMPABLE}: a non-dumpable process cannot be ptraced by its own
@@ -664,7 +676,7 @@ def confine(confinement):
     if c.syscallFilter:
         # Still root here, so no no_new_privs is needed for it.
         installSyscallFilter()
-    elif c.root is not None and c.uid not in (None, 0):
+    elif c.root is not None:
         installJoinFilter()
     if c.uid is not None:
         switchUser(c.uid, c.gid if c.gid is not None else c.uid, c.groups)
@@ -732,11 +744,21 @@ _FILTERED_X86_64 = (
     (308, (), errno.EPERM),                          # setns
 )
 
-#: What every program a jail runs as an account in the host's user
-#: namespace gets (L{installJoinFilter}): no setns.
-_JOIN_X86_64 = (
-    (308, (), errno.EPERM),                          # setns
-)
+#: setns for the join filter, by machine: C{(AUDIT_ARCH_*, numbers)} for
+#: the machine's own calls and for each ABI its kernel also runs (x32
+#: calls carry bit 30 of the number; i386 and arm are the compat ABIs).
+_SETNS = {
+    "x86_64": ((0xC000003E, (308, 308 | _X32_SYSCALL_BIT)),
+               (0x40000003, (346,))),
+    "aarch64": ((0xC00000B7, (268,)), (0x40000028, (375,))),
+    "riscv64": ((0xC00000F3, (268,)),),
+    "ppc64le": ((0xC0000015, (350,)),),
+    "s390x": ((0x80000016, (339,)),),
+    "armv7l": ((0x40000028, (375,)),),
+    "i686": ((0x40000003, (346,)),),
+}
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
 
 
 class _SockFilter(ctypes.Structure):
@@ -786,42 +808,83 @@ def filterProgram(rules=_FILTERED_X86_64):
 _compiled = {}
 
 
-def compileSyscallFilter(rules=_FILTERED_X86_64):
+def compileSyscallFilter(kind="ceiling"):
     """
     Build a filter's C program once per process (call it before forking
     children that install it, as skd does for every connection, so that no
     child builds it again).
 
-    @return: the C{struct sock_fprog} for L{installSyscallFilter}.
+    @param kind: C{"ceiling"} (L{filterProgram}) or C{"join"}
+        (L{joinFilterProgram}).
+    @return: the C{struct sock_fprog} to install.
     """
-    if rules not in _compiled:
-        program = filterProgram(rules)
+    if kind not in _compiled:
+        program = (filterProgram() if kind == "ceiling"
+                   else joinFilterProgram())
         instructions = (_SockFilter * len(program))(*program)
         # The program array must live as long as the fprog pointing at it.
-        _compiled[rules] = (instructions,
-                            _SockFprog(len(program), instructions))
-    return _compiled[rules][1]
+        _compiled[kind] = (instructions,
+                           _SockFprog(len(program), instructions))
+    return _compiled[kind][1]
+
+
+def joinFilterProgram(machine=None):
+    """
+    The classic BPF program of L{installJoinFilter}: C{setns} of every ABI
+    the machine's kernel runs answers C{EPERM}; every other call, of any
+    ABI, is allowed.
+
+    @raise EnterError: for a machine whose numbers are not in L{_SETNS}.
+    """
+    machine = machine or os.uname().machine
+    if machine not in _SETNS:
+        raise EnterError("seccomp", f"the setns filter is not written for "
+                                    f"{machine}; jailtwist cannot keep a "
+                                    f"jailed program from joining a login "
+                                    f"here")
+    program = []
+    for arch, numbers in _SETNS[machine]:
+        # LD arch; JEQ arch (else skip the block); LD nr; JEQ each number
+        # (to RET EPERM); RET ALLOW; RET EPERM.
+        count = len(numbers)
+        program.append((_BPF_LD_ABS, 0, 0, 4))
+        program.append((_BPF_JEQ, 0, count + 3, arch))
+        program.append((_BPF_LD_ABS, 0, 0, 0))
+        for index, number in enumerate(numbers):
+            program.append((_BPF_JEQ, count - index, 0, number))
+        program.append((_BPF_RET, 0, 0, _RET_ALLOW))
+        program.append((_BPF_RET, 0, 0, _RET_ERRNO | errno.EPERM))
+    program.append((_BPF_RET, 0, 0, _RET_ALLOW))
+    return program
 
 
 def installJoinFilter():
     """
-    Refuse C{setns} to the calling thread for good, as L{installSyscallFilter}
-    does (it is part of that filter too).  For every program a jail runs as
-    an account in the host's user namespace (plain C{jk_chrootlaunch -u},
-    C{skd --jail}, the root login service's logins): the account owns the
-    user namespaces of its logins through L{enterAsUser}, and the kernel
-    gives every process of the owner's uid in the parent namespace every
-    capability in them, so such a program could join a login's namespace
-    (a pidfd of a login process is all it needs) and take C{CAP_SYS_CHROOT}
-    there to leave its chroot.  Nothing a jailed program does needs
-    C{setns}.  Only on x86_64 (the architecture the filters are written
-    for); elsewhere nothing is installed.
+    Refuse C{setns} to the calling thread for good (it is part of
+    L{installSyscallFilter}'s filter too).  Every program a jail runs in
+    the host's user namespace gets it, whatever its uid (plain
+    C{jk_chrootlaunch}, C{skd --jail}, probes, the root login service's
+    logins): the accounts own the user namespaces of their logins (through
+    L{enterAsUser}), and the kernel gives every process of the owner's uid
+    in the parent namespace every capability in them, so a jailed program
+    of the account (or a jailed root that becomes the account) could join
+    a login's namespace through a pidfd of any of its processes and take
+    C{CAP_SYS_CHROOT} there to leave its chroot.  Nothing a jailed program
+    does needs C{setns}.  Needs C{PR_SET_NO_NEW_PRIVS} or C{CAP_SYS_ADMIN}.
+
+    @raise EnterError: for a machine the filter is not written for, or
+        when the kernel refuses it.
     """
-    if os.uname().machine in _SYS_SECCOMP:
-        installSyscallFilter(_JOIN_X86_64)
+    fprog = compileSyscallFilter("join")
+    if _libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER,
+                   ctypes.addressof(fprog), 0, 0) != 0:
+        number = ctypes.get_errno()
+        raise EnterError("seccomp", f"could not refuse setns to the jailed "
+                                    f"program: {os.strerror(number)}",
+                         number)
 
 
-def installSyscallFilter(rules=_FILTERED_X86_64):
+def installSyscallFilter():
     """
     Install the jail's syscall filter (see L{filterProgram}) on the calling
     thread, for good: it is inherited across fork and exec and cannot be
@@ -835,7 +898,7 @@ def installSyscallFilter(rules=_FILTERED_X86_64):
         raise EnterError("seccomp", f"the syscall filter exists for x86_64 "
                                     f"only, not {machine}; launch without "
                                     f"a capability ceiling")
-    fprog = compileSyscallFilter(rules)
+    fprog = compileSyscallFilter()
     try:
         _syscall(_SYS_SECCOMP[machine], ctypes.c_uint(SECCOMP_SET_MODE_FILTER),
                  ctypes.c_uint(0), ctypes.byref(fprog))
@@ -1247,7 +1310,8 @@ def mappedUserNamespace(jail, uid, gid):
             raise
     except BaseException:
         os.kill(child, signal.SIGKILL)
-        os.waitpid(child, 0)
+        # Not waited for: a tracer holding it must not hold the login.
+        os.waitpid(child, os.WNOHANG)
         raise
     finally:
         os.close(report)
@@ -2592,7 +2656,7 @@ def _exec(spec, errorFd=None):
             # Installed while still root (CAP_SYS_ADMIN needs no
             # no_new_privs for it); nothing below needs a filtered call.
             installSyscallFilter()
-        elif spec.uid not in (None, 0):
+        else:
             installJoinFilter()
         if spec.uid is not None or spec.gid is not None:
             uid = spec.uid if spec.uid is not None else os.getuid()
@@ -2602,9 +2666,7 @@ def _exec(spec, errorFd=None):
             trimCapabilities(iso.capabilities)
         if iso.noNewPrivs:
             setNoNewPrivs()
-        for signum in (signal.SIGPIPE, signal.SIGXFSZ) + FORWARDED_SIGNALS:
-            signal.signal(signum, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        restoreExecSignals(FORWARDED_SIGNALS)
         if iso.namespaced:
             # A new session has no controlling terminal: a jailed program
             # cannot push keystrokes (TIOCSTI) into the terminal of the

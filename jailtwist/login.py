@@ -1081,12 +1081,13 @@ def execute(plan, log):
 
     @raise Refused: the step that failed, with jailkit's exit status.
     """
-    from jailtwist.enter import EnterError, UserNamespaceRefused, enterAsUser
+    from jailtwist.enter import (
+        EnterError, UserNamespaceRefused, enterAsUser, restoreExecSignals)
     if plan.umask is not None:
         os.umask(plan.umask)
-    # Entering makes the process dumpable for a moment (to write its user
-    # namespace maps), and the jail has no /proc: keep this process's
-    # status open to see, once inside, whether a tracer came in then.
+    # A tracer that attached while the interpreter started (before the
+    # login could refuse it) is caught here; the jail has no /proc: keep
+    # this process's status open to look again once inside.
     try:
         status = os.open("/proc/self/status", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
@@ -1125,6 +1126,7 @@ def execute(plan, log):
     finally:
         if status is not None:
             os.close(status)
+    restoreExecSignals()
     try:
         os.execve(plan.executable, plan.argv, plan.environment)
     except OSError as e:

@@ -76,7 +76,8 @@ def main():
         import fcntl
         fcntl.ioctl(0, _TIOCSCTTY, 0)
     from jailtwist.bindlist import BindListError
-    from jailtwist.enter import EnterError, adoptCallerState, enterForAccount
+    from jailtwist.enter import (
+        EnterError, adoptCallerState, enterForAccount, restoreExecSignals)
     from jailtwist.errors import JailtwistError
     binds = None
     try:
@@ -102,6 +103,7 @@ def main():
            for k, v in plan["environment"].items()}
     argv = [a.encode("utf-8", "surrogateescape") for a in plan["argv"]]
     executable = plan["executable"].encode("utf-8", "surrogateescape")
+    restoreExecSignals()
     try:
         os.execve(executable, argv, env)
     except OSError as e:

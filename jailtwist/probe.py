@@ -695,6 +695,8 @@ def _probeChild(enter, process, uid, gid, title, image, errorPipe,
         # the daemon's supplementary groups go before joining it.
         os.setgroups([])
         enter.joinJail(process, namespaces=_CHILD_NAMESPACES, chroot=True)
+        # Still privileged, and done with setns: see installJoinFilter.
+        enter.installJoinFilter()
         enter.switchUserAfterJoining(uid, gid)
         # Changing credentials clears the parent-death signal (and resets
         # dumpability): both are set once the ids are final.

@@ -90,8 +90,8 @@ def probeImage(machine=None):
 
 def sealedProbe(machine=None):
     """
-    Put the probe program into a new memfd, make it read-only and
-    executable, and seal it against any change.
+    Put the probe program into a new memfd, make it execute-only, and seal
+    it against any change.
 
     @return: the memfd (close-on-exec; C{execve} through it with
         C{os.execve(fd, ...)} still works for an ELF image).
@@ -108,7 +108,10 @@ def sealedProbe(machine=None):
                              MFD_CLOEXEC | MFD_ALLOW_SEALING)
     try:
         os.write(fd, image)
-        os.fchmod(fd, 0o555)
+        # Execute-only: a program the account cannot read starts
+        # non-dumpable, so no process of the account can catch the probe
+        # between its exec and its own PR_SET_DUMPABLE.
+        os.fchmod(fd, 0o111)
         fcntl.fcntl(fd, fcntl.F_ADD_SEALS,
                     fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW
                     | fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SEAL)

@@ -867,9 +867,10 @@ class JailLauncher:
             self._root = jail.openRoot()
             from jailtwist.bindlist import listPresent
             self._bind = listPresent(self._root)
-        if self.capabilities is not None:
-            from jailtwist.enter import compileSyscallFilter
-            compileSyscallFilter()
+        # Built once here, not in every connection's child.
+        from jailtwist.enter import compileSyscallFilter
+        compileSyscallFilter("ceiling" if self.capabilities is not None
+                             else "join")
 
     def _confinement(self, root=None):
         from jailtwist.enter import Confinement

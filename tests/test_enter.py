@@ -560,8 +560,8 @@ class SyscallFilterTests(SynchronousTestCase):
     def test_joins(self):
         """
         setns is refused by the whole filter, and by the join filter that
-        confine() gives every program it runs as an account in a jail;
-        without either, joining one's own user namespace is merely invalid.
+        confine() gives every program it runs in a jail; without either,
+        joining one's own user namespace is merely invalid.
         """
         def code(d):
             libc = ctypes.CDLL(None, use_errno=True)
@@ -573,12 +573,49 @@ class SyscallFilterTests(SynchronousTestCase):
         for confinement, expected in [
                 (enter.Confinement(root="/", uid=nobody.pw_uid,
                                    gid=nobody.pw_gid), "EPERM"),
+                # A jailed root may become an account by itself.
+                (enter.Confinement(root="/"), "EPERM"),
                 (enter.Confinement(uid=nobody.pw_uid, gid=nobody.pw_gid),
-                 "EINVAL"),
-                (enter.Confinement(root="/"), "EINVAL")]:
+                 "EINVAL")]:
             out = self.inFilteredChild(
                 code, lambda c=confinement: enter.confine(c))
             self.assertEqual(out, expected, confinement)
+
+    def test_joinProgram(self):
+        """
+        The join filter of every machine it is written for refuses setns of
+        each ABI that machine's kernel runs (x32's numbers carry bit 30),
+        and allows everything else, other calls and other ABIs alike; a
+        machine it is not written for is refused.
+        """
+        def run(program, arch, number):
+            data = {0: number, 4: arch}
+            accumulator, pc = 0, 0
+            while True:
+                code, jt, jf, k = program[pc]
+                if code == 0x20:
+                    accumulator = data[k]
+                    pc += 1
+                elif code == 0x15:
+                    pc += 1 + (jt if accumulator == k else jf)
+                elif code == 0x06:
+                    return k
+                else:
+                    raise AssertionError(f"unexpected instruction {code}")
+        allow, refuse = 0x7FFF0000, 0x00050000 | errno.EPERM
+        for machine, abis in enter._SETNS.items():
+            program = enter.joinFilterProgram(machine)
+            for arch, numbers in abis:
+                for number in numbers:
+                    self.assertEqual(run(program, arch, number), refuse,
+                                     (machine, arch, number))
+                for other in (0, 39, 20, 1000, numbers[0] + 1):
+                    self.assertEqual(run(program, arch, other), allow,
+                                     (machine, arch, other))
+            self.assertEqual(run(program, 0x12345678, abis[0][1][0]), allow)
+        self.assertEqual(enter._SETNS["x86_64"][0][1],
+                         (308, 308 | 0x40000000))
+        self.assertRaises(enter.EnterError, enter.joinFilterProgram, "m68k")
 
     def test_program(self):
         """

@@ -508,6 +508,12 @@ class ChrootJailTests(TestCase):
         self.assertIn("Uid:\t1000\t1000\t1000\t1000", status)
         self.assertIn("Gid:\t1000\t1000\t1000\t1000", status)
         self.assertRegex(status, r"\nGroups:\s*\n")
+        # Not dumpable (its files are root's), and no setns: a process of
+        # uid 1000 elsewhere cannot use it to join a login of that account
+        # (enter.installJoinFilter; the image is execute-only, so it is not
+        # dumpable between its exec and its own PR_SET_DUMPABLE either).
+        self.assertIn("Seccomp:\t2\n", status)
+        self.assertEqual(os.stat(f"/proc/{probe['pid']}/environ").st_uid, 0)
         result = subprocess.run(
             ["chroot", "--userspec=1000:1000", self.jail, "/bin/busybox",
              "kill", "-HUP", str(probe["pid"])],

@@ -518,7 +518,7 @@ class ProbeImageTests(SynchronousTestCase):
         self.addCleanup(os.close, fd)
         self.assertRaises(OSError, os.write, fd, b"x")
         self.assertRaises(OSError, os.ftruncate, fd, 0)
-        self.assertEqual(os.fstat(fd).st_mode & 0o777, 0o555)
+        self.assertEqual(os.fstat(fd).st_mode & 0o777, 0o111)
         self.assertEqual(os.pread(fd, 4, 0), b"\x7fELF")
 
 

@@ -187,6 +187,40 @@ class VerifyTests(SynchronousTestCase):
             self.assertTrue(os.access(command, os.X_OK), command)
             self.assertEqual(readUnit(name)["Type"], ["notify"])
 
+    def test_confinementAllowed(self):
+        """
+        Every daemon confines itself or what it runs with a seccomp filter
+        (no setns in a jail): no unit's SystemCallFilter may refuse
+        C{seccomp}, nor C{chroot}.
+        """
+        def resolve(words):
+            names = set()
+            for word in words:
+                if not word.startswith("@"):
+                    names.add(word)
+                    continue
+                result = subprocess.run(
+                    [self.analyze, "syscall-filter", word],
+                    capture_output=True, text=True, timeout=60)
+                self.assertEqual(result.returncode, 0, result.stderr)
+                names.update(line.strip() for line in
+                             result.stdout.splitlines()[1:]
+                             if line.strip() and not line.strip().startswith(
+                                 ("#", "@")))
+                names.update(resolve([line.strip() for line in
+                                      result.stdout.splitlines()[1:]
+                                      if line.strip().startswith("@")]))
+            return names
+        for name in UNITS:
+            for value in readUnit(name).get("SystemCallFilter", []):
+                denied = value.startswith("~")
+                names = resolve(value.lstrip("~").split())
+                for call in ("seccomp", "chroot"):
+                    if denied:
+                        self.assertNotIn(call, names, (name, value))
+                    else:
+                        self.assertIn(call, names, (name, value))
+
     def test_brokenUnitRefused(self):
         """
         The check can fail: a misspelt key and a missing command are both
