@@ -1404,7 +1404,7 @@ def _checkOwnMaps(uid, gid):
 
 
 def enterAsUser(jail, home="/", namespaces=(), uid=None, gid=None,
-                binds=None):
+                binds=None, ready=None):
     """
     Enter C{jail} for a login; the caller execs the shell afterwards.
 
@@ -1435,10 +1435,14 @@ def enterAsUser(jail, home="/", namespaces=(), uid=None, gid=None,
         mount namespace that created them): it is the capabilities dropped
         here, before the exec, that keep the program from unmounting or
         remounting them, and any namespace it makes later gets them locked.
+    @param ready: called once entering can no longer be refused for want
+        of a user namespace (it has been made), while this process is
+        still on the host.
     @raise UserNamespaceRefused: the kernel refuses unprivileged user
         namespaces; the message names the setting.
     @raise EnterError: for any other failing step (C{step} names it).
     """
+    ready = ready or (lambda: None)
     flags = _namespaceFlags(namespaces, ("net", "ipc", "uts"))
     if binds is not None:
         # unshare moves the working directory to the new namespace's copy
@@ -1450,6 +1454,7 @@ def enterAsUser(jail, home="/", namespaces=(), uid=None, gid=None,
             raise JailtwistError("enterAsUser as root needs uid and gid")
         if binds is not None:
             flags |= CLONE_NEWNS
+        ready()
         _unshareAsRoot(flags)
         root = _bindJailRoot(binds) if binds is not None else jail
         try:
@@ -1468,7 +1473,7 @@ def enterAsUser(jail, home="/", namespaces=(), uid=None, gid=None,
         userns, child = mappedUserNamespace(jail, ownUid, ownGid)
         try:
             _enterUserNamespace(userns, jail, home, flags, binds, ownUid,
-                                ownGid)
+                                ownGid, ready)
         finally:
             # Reaped last, so that it dies while the jail is entered; not
             # waited for: a tracer that holds it must not hold the login
@@ -1481,12 +1486,14 @@ def enterAsUser(jail, home="/", namespaces=(), uid=None, gid=None,
         signal.signal(signal.SIGCHLD, previous)
 
 
-def _enterUserNamespace(userns, jail, home, flags, binds, ownUid, ownGid):
+def _enterUserNamespace(userns, jail, home, flags, binds, ownUid, ownGid,
+                        ready):
     """
     The rest of L{enterAsUser}: join C{userns} (made by
     L{mappedUserNamespace}), make the other namespaces, change root.
     """
     try:
+        ready()
         setns(userns, CLONE_NEWUSER)
         _checkOwnMaps(ownUid, ownGid)
         unshare(CLONE_NEWNS | flags)

@@ -92,8 +92,34 @@ class AuthLog:
     def __init__(self, ident, facility=syslog.LOG_AUTH):
         self.ident = ident
         self.facility = facility
+        self._held = None
+
+    def hold(self):
+        """
+        Keep informational lines back until L{release}: a login command
+        logs "now entering" while it plans, but only a login that then
+        enters its jail itself should say so; one handed to the root login
+        service is logged there, once.
+        """
+        self._held = []
+
+    def release(self, keep=True):
+        """
+        Log the lines held back (or, with C{keep} false, drop them) and
+        stop holding.
+        """
+        held, self._held = self._held or [], None
+        if keep:
+            for message, ident in held:
+                self.log(syslog.LOG_INFO, message, ident)
 
     def log(self, priority, message, ident=None):
+        if self._held is not None:
+            if priority == syslog.LOG_INFO:
+                self._held.append((message, ident))
+                return
+            # A refusal follows what was held, in order.
+            self.release()
         message = printable(message).encode(
             "utf-8", "backslashreplace").decode("utf-8")
         tag = (ident or self.ident, self.facility)
@@ -1099,8 +1125,11 @@ def execute(plan, log):
             # Checked and pinned now, with the caller's real ids: inside
             # the user namespace root-owned files show as unmapped.
             binds = prepareLoginBinds(plan, log)
+            # The lines held back go out once the user namespace is made,
+            # still on the host (where /dev/log is) and before the jail.
             enterAsUser(plan.jailFd, plan.home, plan.namespaces,
-                        uid=os.getuid(), gid=os.getgid(), binds=binds)
+                        uid=os.getuid(), gid=os.getgid(), binds=binds,
+                        ready=log.release)
         finally:
             os.close(plan.jailFd)
             if binds is not None:

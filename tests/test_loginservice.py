@@ -787,6 +787,24 @@ class ServiceLoginTests(LoginTestCase):
         self.assertEqual(event["jail"], self.jail)
         self.assertEqual(event["command"][0], "/usr/lib/openssh/sftp-server")
 
+    def test_loggedOnce(self):
+        """
+        A login handed to the service is logged once, by the service: the
+        command's own "now entering" and jk_lsh's "executing command" are
+        held back until it has made a user namespace, which it could not.
+        """
+        result = self.login("-c", "/usr/lib/openssh/sftp-server -h")
+        self.assertIn("usage: sftp-server", result.stderr + result.stdout)
+        self.assertLogged("login service: user jtlsvc1")
+        self.assertLogged("asking the login service")
+        for text in (f"now entering jail {self.jail} for user {self.user}",
+                     "executing command '/usr/lib/openssh/sftp-server -h'"):
+            harness.waitFor(lambda: any(text in line
+                                        for line in self.syslog.lines()),
+                            what=text)
+            lines = [line for line in self.syslog.lines() if text in line]
+            self.assertEqual(len(lines), 1, lines)
+
     def test_shellExitStatusAndIdentity(self):
         self.setShell("/usr/bin/sh")
         result = self.login(

@@ -34,6 +34,7 @@ def _refusing(log):
             try:
                 return function(argv, log)
             except (Refused, LshRefusal) as e:
+                log.release()
                 ident = getattr(e, "ident", None)
                 if isinstance(e, LshRefusal):
                     ident = "jk_lsh"
@@ -46,6 +47,7 @@ def _refusing(log):
 def _chrootsh(argv, log):
     protectProcess()
     closeDescriptors()
+    log.hold()
     plan = planChrootsh([sys.argv[0]] + list(argv), dict(os.environ), log)
     _enter(plan, log, "jk_chrootsh", argv)
 
@@ -60,6 +62,8 @@ def _enter(plan, log, program, argv):
         execute(plan, log)
     except NamespaceUnavailable as e:
         from jailtwist import loginclient
+        # The service checks again and logs the login itself.
+        log.release(keep=False)
         log.info(f"{e.logMessage}; asking the login service")
         try:
             status = loginclient.login(program, argv, dict(os.environ),
@@ -166,6 +170,7 @@ def _uchroot(argv, log):
         return 1
     jail, executable, args = parsed
     closeDescriptors()
+    log.hold()
     plan = planUchroot(jail, executable, args, dict(os.environ), log)
     _enter(plan, log, "jk_uchroot", argv)
 
@@ -182,9 +187,11 @@ def uchroot():
 def _procmail(argv, log):
     protectProcess()
     closeDescriptors()
+    log.hold()
     plan, hostArgv = planProcmail([sys.argv[0]] + list(argv),
                                   dict(os.environ), log)
     if plan is None:
+        log.release()
         try:
             os.execve(hostArgv[0], hostArgv, os.environ)
         except OSError as e:
