@@ -751,11 +751,20 @@ class BoundView:
         self.location = jail.location
         self._sources = {mount.target: hostFd
                          for mount, hostFd, pointFd in prepared.pins}
+        # Below the deepest mount nothing is mounted: a deep path costs no
+        # more than in the jail's own tree.
+        self._depth = max((target.count("/") for target in self._sources),
+                          default=0)
+
+    def _mounted(self, trail, part):
+        if len(trail) >= self._depth:
+            return None
+        return self._sources.get("/" + "/".join(trail + [part]))
 
     def open(self, inner, flags=os.O_PATH, mode=0o644, followLast=True,
              root=None):
         return self.jail.open(inner, flags, mode, followLast, root,
-                              overlay=self._sources.get)
+                              overlay=self._mounted)
 
 
 def prepareBinds(jailRoot, location):

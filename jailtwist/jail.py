@@ -432,10 +432,12 @@ def _walk(root, parts, create, mode, followLast, wantDirectory=False,
     @param trail: a list that is left holding the names of the directories
         from C{root} to the one returned (the canonical path).
     @param overlay: for a jail whose parts are mounted over it: called with
-        each canonical path reached (C{"/usr/lib"}), it returns a
-        descriptor of what is mounted there (the walk continues in a
-        duplicate of it) or C{None}.  A last component found in it is
-        returned as C{(descriptor, "")}: the descriptor is the thing itself.
+        the names of the directories walked so far and the next name (the
+        canonical path C{/usr/lib} is C{(["usr"], "lib")}; the list must
+        not be kept), it returns a descriptor of what is mounted there (the
+        walk continues in a duplicate of it) or C{None}.  A last component
+        found in it is returned as C{(descriptor, "")}: the descriptor is
+        the thing itself.  Not with C{create}.
     @return: C{(dirFd, name)}, or with C{wantDirectory} the descriptor of
         the directory that C{parts} names.
     """
@@ -447,10 +449,13 @@ def _walk(root, parts, create, mode, followLast, wantDirectory=False,
     links = 0
     created = 0
 
+    if overlay is not None and create:
+        raise ValueError("nothing is created through an overlay")
+
     def mounted(part):
         if overlay is None:
             return None
-        return overlay("/" + "/".join(trail + [part]))
+        return overlay(trail, part)
 
     def expand(part):
         nonlocal links

@@ -842,9 +842,8 @@ def _lshPlan(jail, jailFd, account, inner, shell, argv, env, log):
         # a bind jail may have it where its binds are not mounted yet.
         if refusal.exitCode not in (4, 255):
             raise
-        command = _lookUpBound(
-            jail, jailFd, log, lambda view: policy.decide(
-                lshArgv, account.name, account.uid, view, env))
+        command = _lookUpBound(jail, jailFd, lambda view: policy.decide(
+            lshArgv, account.name, account.uid, view, env))
         if command is NOT_BOUND:
             raise refusal
     log.info(f"executing command '{command.describe()}' for user "
@@ -901,7 +900,7 @@ def planUchroot(jailPath, executable, args, environ, log,
                   f"permissions for the jail and system directories such as "
                   f"/etc, /lib, /usr, /dev, /sbin, and /bin")
         if not _regularInJail(jail, jailFd, executable) and _lookUpBound(
-                jail, jailFd, log,
+                jail, jailFd,
                 lambda view: _regularInJail(view, jailFd, executable)) \
                 is not True:
             raise Refused(f"ERROR: Executable path {jailPath}/{executable} "
@@ -1062,7 +1061,11 @@ def prepareLoginBinds(plan, log):
     return _prepareBinds(plan.jail, plan.jailFd, log)
 
 
-def _prepareBinds(jail, jailFd, log):
+def _prepareBinds(jail, jailFd, log=None):
+    """
+    @param log: where host paths the host lacks are reported (C{None}: not
+        reported, by a lookup that the way in repeats).
+    """
     from jailtwist import bindlist
     if not bindlist.listPresent(jailFd):
         return None
@@ -1071,12 +1074,13 @@ def _prepareBinds(jail, jailFd, log):
     except bindlist.BindListError as e:
         raise Refused(f"abort, the jail {jail.location} cannot be "
                       f"assembled: {e}", 53)
-    for missing in binds.checked.missing:
-        log.info(f"bind jail {jail.location}: {missing}")
+    if log is not None:
+        for missing in binds.checked.missing:
+            log.info(f"bind jail {jail.location}: {missing}")
     return binds
 
 
-def _lookUpBound(jail, jailFd, log, lookUp):
+def _lookUpBound(jail, jailFd, lookUp):
     """
     Look a program up again in a bind jail as its binds will show it: one
     inside a directory the jail binds whole is not in the jail's own tree.
@@ -1087,7 +1091,7 @@ def _lookUpBound(jail, jailFd, log, lookUp):
     @return: what C{lookUp} returns, or C{NOT_BOUND} for a jail that is not
         a bind jail.
     """
-    binds = _prepareBinds(jail, jailFd, log)
+    binds = _prepareBinds(jail, jailFd)
     if binds is None:
         return NOT_BOUND
     from jailtwist.bindlist import BoundView

@@ -446,6 +446,30 @@ class BoundViewTests(SynchronousTestCase):
         error = self.assertRaises(OSError, self.view.open, "/opt/tools/self")
         self.assertEqual(error.errno, errno.ELOOP)
 
+    def test_deepPathsCostNothingMore(self):
+        """
+        Below the deepest mount the overlay is not asked at all (a deep
+        path the account made costs what it costs in the jail's own tree).
+        """
+        asked = []
+
+        class Recording(dict):
+            def get(self, key, default=None):
+                asked.append(key.count("/"))
+                return dict.get(self, key, default)
+        self.view._sources = Recording(self.view._sources)
+        deep = "/".join(["d"] * 50)
+        os.makedirs(os.path.join(self.jail, "home", deep))
+        self.assertEqual(self.identity(f"/home/{deep}"), self.hostIdentity(
+            os.path.join(self.jail, "home", deep)))
+        # The deepest mount is /usr/bin/bound.
+        self.assertEqual(max(asked), 3)
+
+    def test_nothingCreatedThroughOverlay(self):
+        self.assertRaises(ValueError, Jail(self.jail).openParent,
+                          "/opt/tools/new/x", create=True,
+                          overlay=self.view._mounted)
+
     def test_lookupsOnly(self):
         self.assertRaises(ValueError, self.view.open, "/opt/tools/prog",
                           os.O_RDONLY)
