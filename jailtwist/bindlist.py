@@ -45,10 +45,11 @@ import os
 import stat
 
 from jailtwist.errors import JailtwistError
-from jailtwist.jail import TrustedFileError, readTrusted, trustedWalk
+from jailtwist.jail import (
+    BIND_LIST as LIST, TrustedFileError, bindListPresent as listPresent,
+    hasBindList, readTrusted, trustedWalk)
 
 #: Where the bind list lives, relative to the jail's root.
-LIST = "etc/jailkit/bind.list"
 
 #: The first lines of a list written by jailtwist.
 HEADER = (b"# jailtwist bind list: host paths bound read-only (nosuid, nodev)"
@@ -529,43 +530,6 @@ def checkSubmounts(plan, points):
                               f"cover would show); bind the paths beside "
                               f"it instead", onHost=True))
     return refused
-
-
-def listPresent(jailRoot):
-    """
-    Whether the jail whose root directory descriptor is C{jailRoot} has a
-    bind list at L{LIST}: something is there, or a symlink stands on the
-    way to it (a symlink is never followed; L{readBindList} then refuses
-    it rather than taking the jail for one without binds).
-    """
-    fd = os.dup(jailRoot)
-    try:
-        parts = LIST.split("/")
-        for i, part in enumerate(parts):
-            st = os.stat(part, dir_fd=fd, follow_symlinks=False)
-            if i == len(parts) - 1 or stat.S_ISLNK(st.st_mode):
-                return True
-            child = os.open(part, _DIRECTORY, dir_fd=fd)
-            os.close(fd)
-            fd = child
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-
-
-def hasBindList(jailPath):
-    """
-    Whether the jail directory C{jailPath} is a bind jail (L{listPresent}).
-    """
-    try:
-        root = os.open(jailPath, _DIRECTORY)
-    except OSError:
-        return False
-    try:
-        return listPresent(root)
-    finally:
-        os.close(root)
 
 
 class CheckedList:

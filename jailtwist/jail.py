@@ -538,6 +538,51 @@ def _walk(root, parts, create, mode, followLast, wantDirectory=False,
 
 # -- files of a jail that decide what runs, read from outside it -------------
 
+#: Where a bind jail (C{jk_init --bind}) keeps its list of bound host paths
+#: (L{jailtwist.bindlist}); here so that a way in can tell a copied jail
+#: without importing that module.
+BIND_LIST = "etc/jailkit/bind.list"
+
+
+def bindListPresent(jailRoot):
+    """
+    Whether the jail whose root directory descriptor is C{jailRoot} has a
+    bind list at L{BIND_LIST}: something is there, or a symlink stands on
+    the way to it (a symlink is never followed;
+    L{jailtwist.bindlist.readBindList} then refuses it rather than taking
+    the jail for one without binds).
+    """
+    fd = os.dup(jailRoot)
+    try:
+        parts = BIND_LIST.split("/")
+        for i, part in enumerate(parts):
+            st = os.stat(part, dir_fd=fd, follow_symlinks=False)
+            if i == len(parts) - 1 or stat.S_ISLNK(st.st_mode):
+                return True
+            child = os.open(part, _DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = child
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def hasBindList(jailPath):
+    """
+    Whether the jail directory C{jailPath} is a bind jail
+    (L{bindListPresent}).
+    """
+    try:
+        root = os.open(jailPath, _DIRECTORY)
+    except OSError:
+        return False
+    try:
+        return bindListPresent(root)
+    finally:
+        os.close(root)
+
+
 class TrustedFileError(Exception):
     """
     A file that is missing, or that the account could have changed.

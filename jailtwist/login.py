@@ -30,8 +30,8 @@ import syslog
 
 from jailtwist.config import ConfigError, parseIni
 from jailtwist.errors import JailtwistError
-from jailtwist.jail import (Jail, TrustedFileError, UnsafeJail, readTrusted,
-                            trustedWalk)
+from jailtwist.jail import (Jail, TrustedFileError, UnsafeJail,
+                            bindListPresent, readTrusted, trustedWalk)
 from jailtwist.lsh import CONFIG as LSH_CONFIG
 from jailtwist.lsh import (
     LshPolicy, LshRefusal, checkCommandLine, printable, statInRoot)
@@ -1066,9 +1066,9 @@ def _prepareBinds(jail, jailFd, log=None):
     @param log: where host paths the host lacks are reported (C{None}: not
         reported, by a lookup that the way in repeats).
     """
-    from jailtwist import bindlist
-    if not bindlist.listPresent(jailFd):
+    if not bindListPresent(jailFd):
         return None
+    from jailtwist import bindlist
     try:
         binds = bindlist.prepareBinds(jailFd, jail.location)
     except bindlist.BindListError as e:

@@ -46,9 +46,10 @@ def _prepareBinds(plan):
     host lacks go to the auth log.  A list that cannot be used is a
     C{JailtwistError}: nothing runs in a half-assembled jail.
     """
-    from jailtwist import bindlist
-    if not bindlist.listPresent(JAIL_FD):
+    from jailtwist.jail import bindListPresent
+    if not bindListPresent(JAIL_FD):
         return None
+    from jailtwist import bindlist
     try:
         binds = bindlist.prepareBinds(JAIL_FD, plan["jail"])
     except bindlist.BindListError as e:

@@ -32,9 +32,9 @@ import fcntl
 import os
 import time
 
-from jailtwist.bindlist import hasBindList
 from jailtwist.enter import EnterError, pinProcess, processStartTime
 from jailtwist.errors import JailtwistError
+from jailtwist.jail import hasBindList
 
 DEFAULT_ROOT = "/run/jailtwist"
 

@@ -865,8 +865,8 @@ class JailLauncher:
         jail.checkSafe(parents=False)
         if self._root is None:
             self._root = jail.openRoot()
-            from jailtwist.bindlist import listPresent
-            self._bind = listPresent(self._root)
+            from jailtwist.jail import bindListPresent
+            self._bind = bindListPresent(self._root)
         # Built once here, not in every connection's child.
         from jailtwist.enter import compileSyscallFilter
         compileSyscallFilter("ceiling" if self.capabilities is not None

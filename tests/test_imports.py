@@ -127,6 +127,9 @@ class CommandImportTests(SynchronousTestCase):
         modules, output = self.launch()
         self.assertIn("jailtwist.enter", modules)
         self.assertLean(modules, output)
+        # A copied jail is told from a bind jail without the bind list's
+        # module (1.5 ms).
+        self.assertNotIn("jailtwist.bindlist", modules)
 
     def test_launchIsolated(self):
         """
@@ -170,6 +173,7 @@ class CommandImportTests(SynchronousTestCase):
             run=lambda argv: asUser("jtimport1", argv))
         self.assertIn("jailtwist.enter", modules)
         self.assertIn("jailtwist.lsh", modules)
+        self.assertNotIn("jailtwist.bindlist", modules)
         self.assertLean(modules, output)
 
     def test_loginRefused(self):

@@ -258,7 +258,7 @@ def prepareBinds(jail):
     @return: a L{jailtwist.bindlist.PreparedBinds}, or C{None}.
     @raise JailtwistError: exit status 27 if the list cannot be used.
     """
-    from jailtwist import bindlist
+    from jailtwist.jail import bindListPresent
     try:
         root = os.open(jail.location, os.O_PATH | os.O_DIRECTORY
                        | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -266,8 +266,9 @@ def prepareBinds(jail):
         raise JailtwistError(f"could not open {jail.location}: {e.strerror}",
                              CHROOT_FAILED) from None
     try:
-        if not bindlist.listPresent(root):
+        if not bindListPresent(root):
             return None
+        from jailtwist import bindlist
         try:
             binds = bindlist.prepareBinds(root, jail.location)
         except bindlist.BindListError as e:
