@@ -47,7 +47,7 @@ import stat
 from jailtwist.errors import JailtwistError
 from jailtwist.jail import (
     BIND_LIST as LIST, TrustedFileError, bindListPresent as listPresent,
-    hasBindList, readTrusted, trustedWalk)
+    readTrusted, trustedWalk)
 
 #: Where the bind list lives, relative to the jail's root.
 

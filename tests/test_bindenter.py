@@ -242,7 +242,7 @@ class LaunchTests(_LaunchBindTestCase):
         result = self.launch(script="echo RAN", status=25)
         self.assertEqual(result.stdout, "")
         self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
-        self.assertIn(f"no record of its bind list", result.stderr)
+        self.assertIn("no record of its bind list", result.stderr)
         self.assertIn(f"run jk_update -j {moved}", result.stderr)
         update = harness.run("jk_update", "-j", moved)
         self.assertEqual(update.returncode, 0, update.stderr)

@@ -16,7 +16,7 @@ from jailtwist.bindlist import (
     BindListError, BindMount, HostPath, MissingEntry, RefusedEntry,
     checkEntries, checkHostPath, checkSyntax, formatBindList, mountPlan,
     openHostPath, openMountPoint, parseBindList, readBindList)
-from jailtwist.jail import Jail
+from jailtwist.jail import Jail, hasBindList
 from tests import harness
 
 
@@ -267,12 +267,12 @@ class ReadTests(SynchronousTestCase):
 
     def test_read(self):
         self.assertEqual(readBindList(self.root), b"/usr/bin/env\n")
-        self.assertTrue(bindlist.hasBindList(self.jail))
+        self.assertTrue(hasBindList(self.jail))
 
     def test_noList(self):
         os.unlink(self.list)
         self.assertIsNone(readBindList(self.root))
-        self.assertFalse(bindlist.hasBindList(self.jail))
+        self.assertFalse(hasBindList(self.jail))
 
     def test_writable(self):
         os.chmod(self.list, 0o664)
@@ -303,7 +303,7 @@ class ReadTests(SynchronousTestCase):
         """
         shutil.rmtree(self.jail + "/etc")
         os.symlink("/etc", self.jail + "/etc")
-        self.assertTrue(bindlist.hasBindList(self.jail))
+        self.assertTrue(hasBindList(self.jail))
         self.refused("/etc is a symlink")
 
     def test_loadPlan(self):

@@ -14,8 +14,7 @@ from collections import namedtuple
 
 from jailtwist.bindjail import (BindCollector, MixedJail, isCopiedJail,
                                 listRecorded, readEntries)
-from jailtwist.bindlist import LIST as BIND_LIST
-from jailtwist.bindlist import checkEntries, hasBindList
+from jailtwist.bindlist import checkEntries
 from jailtwist.command import CommandLine, UsageError, runCommand
 from jailtwist.config import ConfigError, readIni
 from jailtwist.elf import ElfResolver
@@ -24,7 +23,7 @@ from jailtwist.install import (InitConfig, Installer, InstallPlan,
                                JailBuilder, JailUpdate, Missing,
                                UPDATE_DIRECTORIES, findProgram, preflight,
                                refreshLibraryCache)
-from jailtwist.jail import Jail, UnsafeJail
+from jailtwist.jail import BIND_LIST, Jail, UnsafeJail, hasBindList
 
 INIPREFIX = "/etc/jailkit"
 INIT_CONFIG = INIPREFIX + "/jk_init.ini"
