@@ -47,7 +47,7 @@ import stat
 from jailtwist.errors import JailtwistError
 from jailtwist.jail import (
     BIND_LIST as LIST, TrustedFileError, bindListPresent as listPresent,
-    readTrusted, trustedWalk)
+    openTrustedComponent, readTrusted, requireTrusted, trustedWalk)
 
 #: Where the bind list lives, relative to the jail's root.
 
@@ -263,27 +263,6 @@ class _Walker:
             os.close(fd)
         self.directories = {}
 
-    def _trusted(self, walked, st):
-        if st.st_uid != 0:
-            raise TrustedFileError(f"{walked} is not owned by root")
-        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-            raise TrustedFileError(f"{walked} is writable by group or "
-                                   f"others")
-
-    def _component(self, parent, name, walked):
-        try:
-            fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC,
-                         dir_fd=parent)
-        except FileNotFoundError:
-            raise TrustedFileError(f"{walked} does not exist")
-        except OSError as e:
-            raise TrustedFileError(f"{walked}: {e.strerror}")
-        st = os.fstat(fd)
-        if stat.S_ISLNK(st.st_mode):
-            os.close(fd)
-            raise TrustedFileError(f"{walked} is a symlink")
-        return fd, st
-
     def _directory(self, walked):
         """
         The checked directory C{walked} ("" for the root), opened once.
@@ -293,11 +272,11 @@ class _Walker:
         if walked in self.directories:
             return self.directories[walked]
         parent, name = walked.rsplit("/", 1)
-        fd, st = self._component(self._directory(parent), name, walked)
+        fd, st = openTrustedComponent(self._directory(parent), name, walked)
         try:
             if not stat.S_ISDIR(st.st_mode):
                 raise TrustedFileError(f"{walked} is not a directory")
-            self._trusted(walked, st)
+            requireTrusted(walked, st)
         except BaseException:
             os.close(fd)
             raise
@@ -313,9 +292,10 @@ class _Walker:
             raise TrustedFileError(f"{inner} is not a plain path")
         walked = "/" + "/".join(parts)
         parent = walked.rsplit("/", 1)[0]
-        fd, st = self._component(self._directory(parent), parts[-1], walked)
+        fd, st = openTrustedComponent(self._directory(parent), parts[-1],
+                                      walked)
         try:
-            (final or self._trusted)(walked, st)
+            (final or requireTrusted)(walked, st)
         except BaseException:
             os.close(fd)
             raise

@@ -608,34 +608,57 @@ def trustedWalk(root, inner, owner=0, final=None):
         walked = ""
         for i, part in enumerate(parts):
             walked += "/" + part
-            try:
-                new = os.open(part, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC,
-                              dir_fd=fd)
-            except FileNotFoundError:
-                raise TrustedFileError(f"{walked} does not exist")
-            except OSError as e:
-                raise TrustedFileError(f"{walked}: {e.strerror}")
+            new, st = openTrustedComponent(fd, part, walked)
             os.close(fd)
             fd = new
-            st = os.fstat(fd)
             last = i == len(parts) - 1
-            if stat.S_ISLNK(st.st_mode):
-                raise TrustedFileError(f"{walked} is a symlink")
             if last and final is not None:
                 final(walked, st)
                 continue
             if not last and not stat.S_ISDIR(st.st_mode):
                 raise TrustedFileError(f"{walked} is not a directory")
-            if st.st_uid != owner:
-                raise TrustedFileError(f"{walked} is not owned by root")
-            if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-                raise TrustedFileError(f"{walked} is writable by group or "
-                                       f"others")
+            requireTrusted(walked, st, owner)
         result, fd = fd, None
         return result
     finally:
         if fd is not None:
             os.close(fd)
+
+
+def openTrustedComponent(parent, name, walked):
+    """
+    One step of a trusted walk: open C{name} in the directory descriptor
+    C{parent} (C{O_PATH}), refusing a symlink.
+
+    @param walked: the path so far, for messages.
+    @return: C{(descriptor, stat)} (close the descriptor).
+    @raise TrustedFileError: naming C{walked}.
+    """
+    try:
+        fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     dir_fd=parent)
+    except FileNotFoundError:
+        raise TrustedFileError(f"{walked} does not exist")
+    except OSError as e:
+        raise TrustedFileError(f"{walked}: {e.strerror}")
+    st = os.fstat(fd)
+    if stat.S_ISLNK(st.st_mode):
+        os.close(fd)
+        raise TrustedFileError(f"{walked} is a symlink")
+    return fd, st
+
+
+def requireTrusted(walked, st, owner=0):
+    """
+    The rule of a trusted walk: C{st} (of C{walked}) belongs to C{owner}
+    (root) and is not writable by group or others.
+
+    @raise TrustedFileError: naming C{walked}.
+    """
+    if st.st_uid != owner:
+        raise TrustedFileError(f"{walked} is not owned by root")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise TrustedFileError(f"{walked} is writable by group or others")
 
 
 def readTrusted(root, inner, limit=4 * 1024 * 1024):

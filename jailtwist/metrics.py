@@ -71,6 +71,38 @@ def _gauge(name, documentation, labels=()):
     return GaugeMetricFamily(name, documentation, labels=list(labels))
 
 
+#: One series per relay socket: how to make its family, its name, its help
+#: text, and its value from the socket and its
+#: L{books<jailtwist.relay.RelaySocket.books>}.
+_RELAY_SERIES = (
+    (_counter, "jailtwist_relay_read",
+     "Datagrams read from the jail's log socket.",
+     lambda relay, books: books["read"]),
+    (_counter, "jailtwist_relay_messages",
+     "Datagrams handed on to the host syslog.",
+     lambda relay, books: books["handed"]),
+    (_counter, "jailtwist_relay_bytes",
+     "Bytes handed on to the host syslog.",
+     lambda relay, books: relay.bytes),
+    (_counter, "jailtwist_relay_throttled",
+     "Times the socket went over its limit and was not read until its next "
+     "window.",
+     lambda relay, books: relay.throttled),
+    (_counter, "jailtwist_relay_dropped",
+     "Datagrams discarded over the limit (overflow = drop).",
+     lambda relay, books: books["dropped"]),
+    (_counter, "jailtwist_relay_empty",
+     "Empty datagrams read (nothing to relay).",
+     lambda relay, books: books["empty"]),
+    (_counter, "jailtwist_relay_truncated",
+     "Datagrams longer than the largest relayed, cut.",
+     lambda relay, books: relay.truncated),
+    (_gauge, "jailtwist_relay_held",
+     "Datagrams read and waiting for budget or room.",
+     lambda relay, books: books["held"]),
+)
+
+
 class RelayCollector:
     """
     The books of the C{jk_socketd} relays, one series per configured socket.
@@ -84,39 +116,13 @@ class RelayCollector:
 
     def collect(self):
         labels = ("jail", "socket")
-        read = _counter("jailtwist_relay_read",
-                        "Datagrams read from the jail's log socket.", labels)
-        messages = _counter(
-            "jailtwist_relay_messages",
-            "Datagrams handed on to the host syslog.", labels)
-        size = _counter("jailtwist_relay_bytes",
-                        "Bytes handed on to the host syslog.", labels)
-        throttled = _counter(
-            "jailtwist_relay_throttled",
-            "Times the socket went over its limit and was not read until "
-            "its next window.", labels)
-        dropped = _counter(
-            "jailtwist_relay_dropped",
-            "Datagrams discarded over the limit (overflow = drop).", labels)
-        empty = _counter("jailtwist_relay_empty",
-                         "Empty datagrams read (nothing to relay).", labels)
-        truncated = _counter(
-            "jailtwist_relay_truncated",
-            "Datagrams longer than the largest relayed, cut.", labels)
-        held = _gauge("jailtwist_relay_held",
-                      "Datagrams read and waiting for budget or room.",
-                      labels)
+        families = [(make(name, documentation, labels), value)
+                    for make, name, documentation, value in _RELAY_SERIES]
         for relay in self._relays.sockets:
             values = (jailOfSocket(relay.name), relay.name)
             books = relay.books()
-            read.add_metric(values, books["read"])
-            messages.add_metric(values, books["handed"])
-            size.add_metric(values, relay.bytes)
-            throttled.add_metric(values, relay.throttled)
-            dropped.add_metric(values, books["dropped"])
-            empty.add_metric(values, books["empty"])
-            truncated.add_metric(values, relay.truncated)
-            held.add_metric(values, books["held"])
+            for family, value in families:
+                family.add_metric(values, value(relay, books))
         sink = self._relays.sink
         queued = _gauge(
             "jailtwist_syslog_queued",
@@ -130,8 +136,8 @@ class RelayCollector:
             "jailtwist_syslog_reconnects",
             "Times the relay reconnected to the host syslog socket.")
         reconnects.add_metric((), sink.reconnects)
-        return [read, messages, size, throttled, dropped, empty, truncated,
-                held, queued, refused, reconnects]
+        return [family for family, _ in families] + [queued, refused,
+                                                      reconnects]
 
 
 class KnownJails:

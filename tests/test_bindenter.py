@@ -18,7 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from jailtwist import bindlist
 from tests import harness
 from tests.test_login import (
-    LoginTestCase, _libraries, asUser, replaceConfig, withDevLog)
+    LoginTestCase, _libraries, deliverMail, replaceConfig)
 from tests.test_skd_command import Skd, talk
 
 SHELL = "/usr/bin/bash"
@@ -535,17 +535,5 @@ class LoginBindTests(LoginTestCase):
             real = os.path.realpath(path)
             if real not in listed:
                 addEntry(self.jail, real)
-        home = os.path.join(self.jail, "home", self.user)
-        with open(os.path.join(home, ".procmailrc"), "w") as f:
-            f.write("DEFAULT=$HOME/jailed-mbox\n")
-        os.chown(os.path.join(home, ".procmailrc"), self.entry[2],
-                 self.entry[3])
-        command = withDevLog(self, self.syslog, asUser(
-            self.user, [harness.script("jk_procmailwrapper")]))
-        result = subprocess.run(
-            command, input="From: a@b\nSubject: hi\n\nbody\n",
-            capture_output=True, text=True, cwd="/")
-        self.assertEqual(result.returncode, 0, result.stderr)
-        with open(os.path.join(home, "jailed-mbox")) as f:
-            self.assertIn("Subject: hi", f.read())
+        deliverMail(self, "DEFAULT=$HOME/jailed-mbox\n")
         self.assertEqual(os.path.getsize(self.jail + "/usr/bin/procmail"), 0)

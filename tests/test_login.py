@@ -217,6 +217,28 @@ def asUser(name, command, env=None):
                "--"] + list(command))
 
 
+def deliverMail(testCase, procmailrc):
+    """
+    Give the jailed account of a L{LoginTestCase} the C{.procmailrc}
+    C{procmailrc} (which must deliver to C{$HOME/jailed-mbox}), deliver a
+    message to it through jk_procmailwrapper, and check that it arrived.
+    """
+    home = os.path.join(testCase.jail, "home", testCase.user)
+    rc = os.path.join(home, ".procmailrc")
+    with open(rc, "w") as f:
+        f.write(procmailrc)
+    os.chown(rc, testCase.entry[2], testCase.entry[3])
+    os.chmod(rc, 0o644)
+    command = withDevLog(testCase, testCase.syslog, asUser(
+        testCase.user, [harness.script("jk_procmailwrapper")]))
+    result = subprocess.run(
+        command, input="From: a@b\nSubject: hi\n\nbody\n",
+        capture_output=True, text=True, cwd="/")
+    testCase.assertEqual(result.returncode, 0, result.stderr)
+    with open(os.path.join(home, "jailed-mbox")) as f:
+        testCase.assertIn("Subject: hi", f.read())
+
+
 class HomeTests(SynchronousTestCase):
     """
     The jail and the home from a passwd home directory.
@@ -1049,23 +1071,10 @@ class ProcmailTests(LoginTestCase):
     def test_jailed(self):
         for lib in _libraries("/usr/bin/procmail") + ["/usr/bin/procmail"]:
             _copy(self.jail, lib)
-        home = os.path.join(self.jail, "home", self.user)
-        with open(os.path.join(home, ".procmailrc"), "w") as f:
-            f.write(textwrap.dedent("""\
-                DEFAULT=$HOME/jailed-mbox
-                LOGFILE=$HOME/procmail.log
-                """))
-        os.chown(os.path.join(home, ".procmailrc"), self.entry[2],
-                 self.entry[3])
-        os.chmod(os.path.join(home, ".procmailrc"), 0o644)
-        command = withDevLog(self, self.syslog, asUser(
-            self.user, [harness.script("jk_procmailwrapper")]))
-        result = subprocess.run(
-            command, input="From: a@b\nSubject: hi\n\nbody\n",
-            capture_output=True, text=True, cwd="/")
-        self.assertEqual(result.returncode, 0, result.stderr)
-        with open(os.path.join(home, "jailed-mbox")) as f:
-            self.assertIn("Subject: hi", f.read())
+        deliverMail(self, textwrap.dedent("""\
+            DEFAULT=$HOME/jailed-mbox
+            LOGFILE=$HOME/procmail.log
+            """))
         self.assertLogged(f"now entering jail {self.jail} for user "
                           f"{self.entry[2]}")
 

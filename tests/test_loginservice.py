@@ -772,6 +772,25 @@ class ServiceLoginTests(LoginTestCase):
                               timeout=60, pass_fds=pass_fds, cwd="/",
                               input=input or "")
 
+    def startSession(self, program, stdin=subprocess.DEVNULL):
+        """
+        Start a login whose shell runs C{echo $$; exec PROGRAM} (killed at
+        cleanup).
+
+        @return: the process of the login command and the jailed program's
+            pid.
+        """
+        self.setShell("/usr/bin/sh")
+        process = subprocess.Popen(
+            withDevLog(self, self.syslog, withoutUserNamespaces(asUser(
+                self.user, [harness.script("jk_chrootsh"), "-c",
+                            f"echo $$; exec {program}"]))),
+            stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            cwd="/")
+        self.addCleanup(process.wait)
+        self.addCleanup(process.kill)
+        return process, int(harness.readLine(process.stdout))
+
     def test_lshThroughService(self):
         """
         jk_lsh's policy of the jail applies: an allowed command runs in the
@@ -824,18 +843,9 @@ class ServiceLoginTests(LoginTestCase):
         self.assertNotIn("LD_PRELOAD", result.stdout)
 
     def test_noNewPrivsNoCapabilities(self):
-        self.setShell("/usr/bin/sh")
         # Kept running by an open stdin, inspected from outside (the jail
         # has no /proc).
-        process = subprocess.Popen(
-            withDevLog(self, self.syslog, withoutUserNamespaces(asUser(
-                self.user, [harness.script("jk_chrootsh"), "-c",
-                            "echo $$; exec busybox cat"]))),
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, cwd="/")
-        self.addCleanup(process.wait)
-        self.addCleanup(process.kill)
-        pid = int(harness.readLine(process.stdout))
+        process, pid = self.startSession("busybox cat", stdin=subprocess.PIPE)
         status = open(f"/proc/{pid}/status").read()
         fields = dict(line.split(":\t", 1) for line in status.splitlines()
                       if ":\t" in line)
@@ -852,15 +862,7 @@ class ServiceLoginTests(LoginTestCase):
         """
         When the client dies, the jailed program gets SIGHUP.
         """
-        self.setShell("/usr/bin/sh")
-        process = subprocess.Popen(
-            withDevLog(self, self.syslog, withoutUserNamespaces(asUser(
-                self.user, [harness.script("jk_chrootsh"), "-c",
-                            "echo $$; exec busybox sleep 600"]))),
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, cwd="/")
-        self.addCleanup(process.wait)
-        pid = int(harness.readLine(process.stdout))
+        process, pid = self.startSession("busybox sleep 600")
         for each in _descendants(process.pid):
             if _name(each) == "jk_chrootsh":
                 os.kill(each, 9)
@@ -871,15 +873,7 @@ class ServiceLoginTests(LoginTestCase):
         """
         When the suite stops, the programs it started are hung up.
         """
-        self.setShell("/usr/bin/sh")
-        process = subprocess.Popen(
-            withDevLog(self, self.syslog, withoutUserNamespaces(asUser(
-                self.user, [harness.script("jk_chrootsh"), "-c",
-                            "echo $$; exec busybox sleep 600"]))),
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, cwd="/")
-        self.addCleanup(process.wait)
-        pid = int(harness.readLine(process.stdout))
+        process, pid = self.startSession("busybox sleep 600")
         self.service.stop()
         harness.waitFor(lambda: not os.path.exists(f"/proc/{pid}"),
                         what="the jailed program to be hung up")
